@@ -1,0 +1,54 @@
+"""Shared test fixtures for the core and every plugin: tiny models and tokenizers, built once per session."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer_dir(tmp_path_factory):
+    from tuning_core.testing.tiny import build_tokenizer
+
+    path = tmp_path_factory.mktemp("tok_bpe")
+    build_tokenizer(path, kind="bpe")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer_dir(tmp_path_factory):
+    from tuning_core.testing.tiny import build_tokenizer
+
+    path = tmp_path_factory.mktemp("tok_sp")
+    build_tokenizer(path, kind="sentencepiece")
+    return path
+
+
+def _model_fixture(arch, tokenizer_fixture="bpe_tokenizer_dir"):
+    @pytest.fixture(scope="session")
+    def _fixture(tmp_path_factory, request):
+        from tuning_core.testing.tiny import build_model
+
+        tok_dir = request.getfixturevalue(tokenizer_fixture)
+        return build_model(tmp_path_factory.mktemp(f"model_{arch}"), arch=arch, tokenizer_dir=tok_dir)
+
+    return _fixture
+
+
+tiny_llama = _model_fixture("llama")
+tiny_gptbigcode = _model_fixture("gpt_bigcode")
+tiny_mistral = _model_fixture("mistral")
+tiny_granite = _model_fixture("granite")
+tiny_mixtral = _model_fixture("mixtral")
+tiny_llama_sp = _model_fixture("llama", "sp_tokenizer_dir")
+
+
+@pytest.fixture(scope="session")
+def twitter_data():
+    """Path to the bundled JSONL dataset (fields: "Tweet text", "text_label", "output")."""
+    from tuning_core.testing.tiny import bundled_dataset_path
+
+    return bundled_dataset_path()

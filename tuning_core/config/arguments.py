@@ -1,0 +1,73 @@
+"""The core's typed arguments. Names and defaults follow fms-hf-tuning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Path (or local id) of the base model to tune."})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer to use; defaults to the model's own."})
+    torch_dtype: str = field(
+        default="auto", metadata={
+            "help": "Dtype the weights load in: auto (float32 on CPU, bfloat16 on GPUs that support it, "
+                    "else float16), float32, bfloat16 or float16.",
+            "choices": ["auto", "float32", "bfloat16", "float16"]})
+    use_flash_attn: bool | None = field(
+        default=None, metadata={"help": "Use flash_attention_2 (needs CUDA and flash-attn). Default: only when "
+                                        "both are available; otherwise sdpa."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention implementation passed to transformers (sdpa, eager, "
+                                        "flex_attention, flash_attention_2); overrides --use_flash_attn."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the checkpoint directory to run. Off by default."})
+
+
+@dataclass
+class PeftArguments:
+    peft_method: str = field(
+        default="none", metadata={
+            "help": "lora, pt (prompt tuning) or none (full fine-tuning). 'None' is accepted as none.",
+            "choices": ["lora", "pt", "none", "None"]})
+
+    def __post_init__(self):
+        self.peft_method = self.peft_method.lower()
+
+
+@dataclass
+class LoraArguments:
+    r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: list[str] | None = field(
+        default=None, metadata={
+            "help": "Module names to adapt (exact or suffix match). 'all-linear' = every linear layer except the "
+                    "output layer; lm_head only when named. Default: peft's choice for the architecture."})
+    bias: str = field(default="none", metadata={"help": "Which biases to train.",
+                                                "choices": ["none", "all", "lora_only"]})
+
+
+@dataclass
+class PromptTuningArguments:
+    prompt_tuning_init: str = field(
+        default="TEXT", metadata={"help": "How virtual tokens start: TEXT (from prompt_tuning_init_text) or RANDOM.",
+                                  "choices": ["TEXT", "RANDOM"]})
+    num_virtual_tokens: int = field(default=8, metadata={"help": "Number of virtual tokens to learn."})
+    prompt_tuning_init_text: str = field(
+        default="Classify if the tweet is a complaint or not:",
+        metadata={"help": "Text whose embeddings initialise the virtual tokens (with TEXT)."})
+
+
+@dataclass
+class RunArguments:
+    save_model_dir: str | None = field(
+        default=None, metadata={"help": "Where the final model (or adapter) and tokenizer are saved."})
+    trackers: list[str] = field(
+        default_factory=lambda: ["file_logger"], metadata={
+            "help": "Experiment trackers: file_logger (built in), aim, mlflow (tuning-core[aim])."})
+
+
+CORE_ARGUMENTS = [ModelArguments, PeftArguments, LoraArguments, PromptTuningArguments, RunArguments]

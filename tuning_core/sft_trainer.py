@@ -1,0 +1,16 @@
+"""`python -m tuning_core.sft_trainer ARGS` = `tuning-core train ARGS` (fms-hf-tuning's entry point name).
+
+This is the module to hand to `torchrun` and `accelerate launch`.
+"""
+
+import sys
+
+from tuning_core.cli import main
+
+
+def run() -> int:
+    return main(["train", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,71 @@
+"""The trainer: TRL's SFTTrainer with our loss path, sampler hook and complete-or-absent checkpoints."""
+
+from __future__ import annotations
+
+from torch.utils.data import DataLoader
+from transformers import Trainer
+from trl import SFTTrainer
+
+from tuning_core.checkpoints import mark_complete
+
+
+class TuningTrainer(SFTTrainer):
+    """SFTTrainer, with three deliberate changes.
+
+    * Loss: the model's own causal-LM loss (logits + cross-entropy, or whatever a
+      patch plugin installs, e.g. a fused linear cross-entropy). TRL 1.16 always
+      computes it through its chunked log-prob LM head, which costs ~40 % of a
+      CPU step on small models; see benchmarks/core_overhead.py.
+    * Sampling: a plugin's SamplerSpec replaces the default sampler.
+    * Checkpoints get a completion marker, written last, so an interrupted save
+      is never resumed from.
+    """
+
+    def __init__(self, *args, sampler_spec=None, **kwargs):
+        self.sampler_spec = sampler_spec
+        super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs["use_cache"] = False
+        return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        return Trainer.prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    def _get_train_sampler(self, *args, **kwargs):
+        spec = self.sampler_spec
+        if spec is not None and spec.kind == "sampler":
+            return spec.sampler
+        return super()._get_train_sampler(*args, **kwargs)
+
+    def get_train_dataloader(self):
+        spec = self.sampler_spec
+        if spec is None or spec.kind != "batch_sampler":
+            return super().get_train_dataloader()
+        loader = EpochAwareLoader(
+            self.train_dataset, batch_sampler=spec.sampler, collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+        )
+        # A per-rank batch sampler already picked this process's batches: sharding again would drop them.
+        return loader if spec.per_rank else self.accelerator.prepare(loader)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        import os
+
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            run_dir = self._get_output_dir(trial=trial)
+            mark_complete(os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"),
+                          self.state.global_step)
+
+
+class EpochAwareLoader(DataLoader):
+    """Forwards Trainer's set_epoch to the batch sampler so each epoch reshuffles deterministically."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batch_sampler, "set_epoch"):
+            self.batch_sampler.set_epoch(epoch)

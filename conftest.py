@@ -52,3 +52,16 @@ def twitter_data():
     from tuning_core.testing.tiny import bundled_dataset_path
 
     return bundled_dataset_path()
+
+
+@pytest.fixture
+def plugins_enabled(monkeypatch):
+    """Call with entry-point names to load only those plugins (none: built-ins only) for one test."""
+    from tuning_core.plugins import reset_plugin_manager
+
+    def enable(*names):
+        monkeypatch.setenv("TUNING_CORE_PLUGINS", ",".join(names))
+        reset_plugin_manager()
+
+    yield enable
+    reset_plugin_manager()

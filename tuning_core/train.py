@@ -30,7 +30,7 @@ class TrainResult:
 
 def run_training(argv: list[str]) -> TrainResult:
     pm = get_plugin_manager()
-    config = load_train_config(argv, pm)
+    config = load_train_config([str(a) for a in argv], pm)
     pm.hook.tuning_core_validate_config(config=config)
     if config.has("do_dataprocessing_only") and config.do_dataprocessing_only:
         return _process_data_only(config)

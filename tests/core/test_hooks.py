@@ -1,0 +1,140 @@
+"""A spy plugin proves every hook is called, in order, with what it needs; providers can take over."""
+
+import pytest
+
+from tuning_core.plugin_api import CliCommand, LoadedModel, PatchReport, SamplerSpec, hookimpl
+from tuning_core.plugins import get_plugin_manager
+from tuning_core.train import run_training
+
+from .helpers import losses, train_args
+
+
+class Spy:
+    def __init__(self, take_over=False):
+        self.calls = []
+        self.take_over = take_over
+
+    @hookimpl
+    def tuning_core_config_classes(self):
+        self.calls.append(("config_classes", None))
+        return []
+
+    @hookimpl
+    def tuning_core_validate_config(self, config):
+        self.calls.append(("validate_config", config.model_name_or_path))
+
+    @hookimpl
+    def tuning_core_load_model(self, config, purpose):
+        self.calls.append(("load_model", purpose))
+        if self.take_over:
+            from tuning_core.builtin.model_loader import tuning_core_load_model as builtin
+
+            loaded = builtin(config, purpose)
+            return LoadedModel(loaded.model, loaded.tokenizer, "spy loader")
+
+    @hookimpl
+    def tuning_core_augment_model(self, config, model, tokenizer):
+        self.calls.append(("augment_model", type(model).__name__))
+
+    @hookimpl
+    def tuning_core_patch_model(self, config, model):
+        self.calls.append(("patch_model", type(model).__name__))
+        return PatchReport("spy", {"Nothing -> Nothing": 0}, ["spy looked at the model"])
+
+    @hookimpl
+    def tuning_core_data_collator(self, config, tokenizer, model):
+        self.calls.append(("data_collator", tokenizer.pad_token_id))
+        if self.take_over:
+            from tuning_core.builtin.collator import PaddedCollator
+
+            class SpyCollator(PaddedCollator):
+                seen = 0
+
+                def __call__(self, rows):
+                    SpyCollator.seen += len(rows)
+                    return super().__call__(rows)
+
+            self.collator = SpyCollator(tokenizer.pad_token_id)
+            return self.collator
+
+    @hookimpl
+    def tuning_core_train_sampler(self, config, dataset, training_args):
+        self.calls.append(("train_sampler", len(dataset)))
+        if self.take_over:
+            import torch
+
+            order = list(range(len(dataset)))[::-1]  # deterministic: last example first
+            self.order = order
+            return SamplerSpec(order, kind="sampler", description="reversed order")
+
+    @hookimpl
+    def tuning_core_trainer_callbacks(self, config, run):
+        self.calls.append(("trainer_callbacks", sorted(run.timings)))
+        return []
+
+    @hookimpl
+    def tuning_core_cli_commands(self):
+        self.calls.append(("cli_commands", None))
+
+        def run(args):
+            self.calls.append(("spy_command", args.word))
+            return 7
+
+        return [CliCommand("spy", "A spy command.", lambda p: p.add_argument("--word"), run)]
+
+
+@pytest.fixture
+def spy():
+    pm = get_plugin_manager()
+    spy = Spy()
+    pm.register(spy, name="spy")
+    yield spy
+    pm.unregister(spy)
+
+
+@pytest.fixture
+def taking_spy():
+    pm = get_plugin_manager()
+    spy = Spy(take_over=True)
+    pm.register(spy, name="spy")
+    yield spy
+    pm.unregister(spy)
+
+
+TRAINING_ORDER = ["config_classes", "validate_config", "load_model", "augment_model", "patch_model",
+                  "data_collator", "train_sampler", "trainer_callbacks"]
+
+
+def test_every_training_hook_called_in_order(spy, tiny_llama, twitter_data, tmp_path):
+    result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", steps=1))
+    assert [name for name, _ in spy.calls] == TRAINING_ORDER
+    calls = dict(spy.calls)
+    assert calls["validate_config"] == str(tiny_llama)
+    assert calls["load_model"] == "train"
+    assert calls["augment_model"] == "LlamaForCausalLM"  # PEFT not applied yet
+    assert calls["patch_model"] == "PeftModelForCausalLM"  # patches see the augmented model
+    assert calls["data_collator"] is not None  # the pad token is in place before collation
+    assert calls["train_sampler"] == 240
+    assert calls["trainer_callbacks"] == ["data_preprocessing_seconds", "model_load_seconds"]
+    assert "[spy] patched spy looked at the model" in result.banner
+
+
+def test_first_result_providers_take_over(taking_spy, tiny_llama, twitter_data, tmp_path):
+    result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", steps=2,
+                                     batch=4))
+    assert "[spy] loaded model: spy loader" in result.banner
+    assert "[spy] collator SpyCollator" in result.banner
+    assert "[spy] sampler reversed order" in result.banner
+    # two steps of four rows went through the spy's collator (the loader may prefetch one batch more)
+    assert taking_spy.collator.seen in (8, 12)
+    first_batch = next(iter(result.trainer.get_train_dataloader()))
+    expected = [len(result.trainer.train_dataset[i]["input_ids"]) for i in taking_spy.order[:4]]
+    assert first_batch["attention_mask"].sum(dim=1).tolist() == expected
+    assert len(losses(tmp_path)) == 2
+
+
+def test_cli_command_hook(spy):
+    from tuning_core.cli import main
+
+    assert main(["spy", "--word", "hello"]) == 7
+    assert ("spy_command", "hello") in spy.calls

@@ -97,8 +97,13 @@ def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, h
 
 
 def build_model(out_dir: str | Path, arch: str = "llama", tokenizer_dir: str | Path | None = None,
-                tokenizer_kind: str = "bpe", seed: int = 0, **config_kwargs):
-    """Build a randomly initialised tiny causal LM with its tokenizer and save both to ``out_dir``."""
+                tokenizer_kind: str = "bpe", seed: int = 0, vocab_size_override: int | None = None,
+                **config_kwargs):
+    """Build a randomly initialised tiny causal LM with its tokenizer and save both to ``out_dir``.
+
+    ``vocab_size_override`` gives the model more embedding rows than the tokenizer has tokens
+    (benchmarks use pretokenized data over a realistic vocabulary).
+    """
     import torch
     import transformers
 
@@ -108,7 +113,7 @@ def build_model(out_dir: str | Path, arch: str = "llama", tokenizer_dir: str | P
     else:
         tok = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
         tok.save_pretrained(out_dir)
-    cfg = tiny_config(arch, vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    cfg = tiny_config(arch, vocab_size=vocab_size_override or len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       **config_kwargs)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(cfg)

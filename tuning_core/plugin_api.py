@@ -44,6 +44,7 @@ class PatchReport:
     plugin: str
     replaced: dict[str, int] = field(default_factory=dict)  # "LlamaRMSNorm -> FusedRMSNorm": count
     notes: list[str] = field(default_factory=list)
+    replaces_loss: bool = False  # the model now computes its own loss: the core must call its plain forward
 
     def lines(self) -> list[str]:
         out = [f"{what} (x{count})" for what, count in self.replaced.items()]

@@ -57,7 +57,9 @@ def run_training(argv: list[str]) -> TrainResult:
 
     augmenter, model = call_first(pm, "tuning_core_augment_model", config=config, model=model, tokenizer=tokenizer)
     banner.add(augmenter, f"peft_method {config.peft_method}: {_trainable(model)}")
+    loss_replaced = False
     for name, report in call_all(pm, "tuning_core_patch_model", config=config, model=model):
+        loss_replaced |= report.replaces_loss
         for line in report.lines() or ["(nothing replaced)"]:
             banner.add(name, f"patched {line}")
 
@@ -81,7 +83,10 @@ def run_training(argv: list[str]) -> TrainResult:
     trainer = TuningTrainer(
         model=model, args=targs, train_dataset=data.train, eval_dataset=data.eval,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks, sampler_spec=spec,
+        loss_replaced_by_plugin=loss_replaced,
     )
+    banner.add("core", "loss: LM head on trained positions only" if trainer.trained_positions_only
+               else "loss: the model's own forward")
     resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir)
     if resume:
         banner.add("core", f"resuming from {resume}")

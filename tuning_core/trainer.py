@@ -7,26 +7,32 @@ from transformers import Trainer
 from trl import SFTTrainer
 
 from tuning_core.checkpoints import mark_complete
+from tuning_core.loss import restrict_to_trained_positions, supports_trained_positions
 
 
 class TuningTrainer(SFTTrainer):
     """SFTTrainer, with three deliberate changes.
 
-    * Loss: the model's own causal-LM loss (logits + cross-entropy, or whatever a
-      patch plugin installs, e.g. a fused linear cross-entropy). TRL 1.16 always
-      computes it through its chunked log-prob LM head, which costs ~40 % of a
-      CPU step on small models; see benchmarks/core_overhead.py.
+    * Loss: the model's own causal-LM loss, with the LM head run only on trained
+      positions (tuning_core/loss.py), or whatever a patch plugin installs (e.g. a
+      fused linear cross-entropy). TRL 1.16 always computes it through its chunked
+      log-prob LM head, which costs ~40 % of a CPU step on small models; see
+      benchmarks/core_overhead.py.
     * Sampling: a plugin's SamplerSpec replaces the default sampler.
     * Checkpoints get a completion marker, written last, so an interrupted save
       is never resumed from.
     """
 
-    def __init__(self, *args, sampler_spec=None, **kwargs):
+    def __init__(self, *args, sampler_spec=None, loss_replaced_by_plugin=False, **kwargs):
         self.sampler_spec = sampler_spec
         super().__init__(*args, **kwargs)
+        # A plugin that installs its own loss (e.g. fused linear cross-entropy) gets the plain forward.
+        self.trained_positions_only = not loss_replaced_by_plugin and supports_trained_positions(self.model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs["use_cache"] = False
+        if self.trained_positions_only and not return_outputs and "labels" in inputs:
+            inputs = restrict_to_trained_positions(inputs)
         return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 

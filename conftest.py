@@ -9,6 +9,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_cache(tmp_path_factory):
+    """Processed-data caches go to a per-session folder, never the user's ~/.cache."""
+    os.environ.setdefault("TUNING_CORE_CACHE", str(tmp_path_factory.mktemp("tc_cache")))
+
+
 @pytest.fixture(scope="session")
 def bpe_tokenizer_dir(tmp_path_factory):
     from tuning_core.testing.tiny import build_tokenizer

@@ -1,0 +1,82 @@
+"""Built-in data plugin: the data flags, their checks, and `tuning-core data preview`.
+
+Import-light: the data pipeline (datasets, tokenizers) is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tuning_core.data.arguments import DataArguments
+from tuning_core.errors import ConfigError
+from tuning_core.plugin_api import CliCommand, hookimpl
+
+
+@hookimpl
+def tuning_core_config_classes():
+    return [DataArguments]
+
+
+@hookimpl
+def tuning_core_validate_config(config):
+    from tuning_core.data.formats import check_flags
+    from tuning_core.data.pipeline import settings_from_config
+
+    check_flags(settings_from_config(config))
+    # Only a real run (one with training arguments) needs data; checking here fails before the model loads.
+    if getattr(config, "training_args", None) is not None and not getattr(config, "training_data_path", None):
+        raise ConfigError("--training_data_path is required: the file, directory or glob of training data")
+
+
+@hookimpl
+def tuning_core_cli_commands():
+    return [CliCommand("data", "Inspect training data: 'tuning-core data preview' shows what is trained.",
+                       add_data_arguments, run_data_command)]
+
+
+def add_data_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="{preview}")
+    sub.required = True
+    preview = sub.add_parser("preview", help="Print the first processed examples with trained text marked.",
+                             description="Process the data exactly as training would and print the first "
+                                         "examples: trained text green (or between [[ ]] when piped), masked "
+                                         "text grey, with token counts.")
+    preview.add_argument("-n", type=int, default=3, help="How many examples to show (default 3).")
+    preview.add_argument("--json", action="store_true",
+                         help="Print one JSON object per example with the raw input_ids and labels.")
+    preview.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                         help="Colour the output: auto (on a terminal, unless NO_COLOR is set), always or never.")
+    from tuning_core.config import add_arguments
+
+    add_arguments(preview, _preview_classes())
+
+
+def _preview_classes():
+    from tuning_core.config.arguments import ModelArguments
+
+    return [ModelArguments, DataArguments]
+
+
+def run_data_command(args) -> int:
+    from tuning_core.builtin.model_loader import load_tokenizer
+    from tuning_core.config import config_from_args
+    from tuning_core.data import prepare_datasets
+    from tuning_core.data.preview import render_preview
+
+    config = config_from_args(args, _preview_classes())
+    if not (config.tokenizer_name_or_path or config.model_name_or_path):
+        raise ConfigError("data preview needs --model_name_or_path or --tokenizer_name_or_path for the tokenizer")
+    tuning_core_validate_config(config)
+    if not config.training_data_path:
+        raise ConfigError("--training_data_path is required: the file, directory or glob of training data")
+    if args.n < 0:
+        raise ConfigError(f"-n must be 0 or more, not {args.n}")
+    tokenizer = load_tokenizer(config)
+    processed = prepare_datasets(config, tokenizer)
+    if args.color == "auto":
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    else:
+        color = args.color == "always"
+    print(render_preview(processed, tokenizer, n=args.n, color=color, as_json=args.json))
+    return 0

@@ -1,0 +1,170 @@
+"""Which of fms-hf-tuning's data formats a run uses, and each format's texts and trained character spans.
+
+The format follows from the flags first and the data's fields second, as in fms-hf-tuning:
+--data_formatter_template -> "formatter_template"; --dataset_text_field -> "text_field";
+else a 'input_ids' field -> "pretokenized", 'messages' -> "chat", 'input' and 'output' -> "input_output".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tuning_core.errors import ConfigError, DataError
+from tuning_core.data.readers import MISSING, Records
+
+FORMATS = ("text_field", "formatter_template", "input_output", "pretokenized", "chat")
+
+
+@dataclass
+class Settings:
+    """The data flags that shape processing (templates already unescaped)."""
+
+    dataset_text_field: str | None = None
+    response_template: str | None = None
+    data_formatter_template: str | None = None
+    chat_template: str | None = None
+    max_seq_length: int = 4096
+    skip_missing_response_template: bool = False
+
+
+@dataclass
+class Texts:
+    """Texts to tokenize and, per text, the character spans to train on."""
+
+    texts: list[str]
+    spans: list[list[tuple[int, int]]]
+    keep: list[int] | None = None  # record index of each text when some records were skipped
+    add_special_tokens: bool = True
+    append_eos: bool = True
+    notes: dict = field(default_factory=dict)
+
+
+def check_flags(s: Settings) -> None:
+    """Flag combinations that can never work, whatever the data."""
+    if s.data_formatter_template and s.dataset_text_field:
+        raise ConfigError("--data_formatter_template and --dataset_text_field are alternatives: give only one")
+    if s.data_formatter_template and not s.response_template:
+        raise ConfigError("--data_formatter_template needs --response_template, the text after which the "
+                          "response starts (e.g. --response_template '\\n### Label:')")
+    if s.response_template is not None and not s.response_template:
+        raise ConfigError("--response_template is empty")
+    if s.response_template and not (s.dataset_text_field or s.data_formatter_template):
+        raise ConfigError("--response_template needs --dataset_text_field (pre-formatted text) or "
+                          "--data_formatter_template (format each record with a template)")
+    if s.chat_template and (s.dataset_text_field or s.data_formatter_template):
+        flag = "--dataset_text_field" if s.dataset_text_field else "--data_formatter_template"
+        raise ConfigError(f"--chat_template is for data with 'messages'; it cannot be combined with {flag}")
+    if s.max_seq_length is not None and s.max_seq_length < 1:
+        raise ConfigError(f"--max_seq_length must be at least 1, not {s.max_seq_length}")
+
+
+def detect_format(s: Settings, records: Records) -> str:
+    check_flags(s)
+    names = set(records.names)
+    if s.data_formatter_template or s.dataset_text_field:
+        flag = "--data_formatter_template" if s.data_formatter_template else "--dataset_text_field"
+        if "input_ids" in names and (s.data_formatter_template or s.dataset_text_field not in names):
+            raise ConfigError(f"the data is already tokenized (it has 'input_ids'), so {flag} does not apply; "
+                              f"drop {flag} and --response_template")
+        return "formatter_template" if s.data_formatter_template else "text_field"
+    if "input_ids" in names:
+        if s.chat_template:
+            raise ConfigError("the data is already tokenized (it has 'input_ids'), so --chat_template does not apply")
+        return "pretokenized"
+    if "messages" in names:
+        return "chat"
+    if s.chat_template:
+        raise ConfigError(f"--chat_template needs data with a 'messages' field; the data has: {_names(records)}")
+    if "input" in names or "output" in names:
+        return "input_output"
+    raise DataError(f"cannot tell the data format from the fields ({_names(records)}): give --dataset_text_field "
+                    f"or --data_formatter_template with --response_template, or use records with 'input' and "
+                    f"'output', 'messages', or 'input_ids'")
+
+
+def _names(records: Records) -> str:
+    return ", ".join(repr(n) for n in records.names) or "none"
+
+
+def string_column(records: Records, name: str, flag: str | None = None) -> list[str]:
+    """Field ``name`` of every record as text; a missing or null value names the record."""
+    if name not in records.names:
+        how = f" (named by {flag})" if flag else ""
+        raise DataError(f"field {name!r}{how} is not in the data: {records.where(0)} has fields {_names(records)}")
+    values = records.column(name)
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            if v is MISSING:
+                raise DataError(f"{records.where(i)} has no field {name!r}")
+            if v is None:
+                raise DataError(f"{records.where(i)}: field {name!r} is null")
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                values[i] = str(v)
+            else:
+                raise DataError(f"{records.where(i)}: field {name!r} must be text, not {type(v).__name__}")
+    return values
+
+
+def completion_texts(texts: list[str], template: str | None, records: Records, skip_missing: bool) -> Texts:
+    """Pre-formatted sequences: train after the last occurrence of the response template (as TRL's completion
+    collator does), or on everything when there is no template."""
+    if template is None:
+        return Texts(texts, [[(0, len(t))] for t in texts])
+    spans, keep, missing = [], [], []
+    for i, text in enumerate(texts):
+        pos = text.rfind(template)
+        if pos < 0:
+            missing.append(i)
+            continue
+        spans.append([(pos + len(template), len(text))])
+        keep.append(i)
+    if missing:
+        if not skip_missing:
+            where = ", ".join(records.where(i) for i in missing[:5])
+            raise DataError(f"the response template {template!r} does not occur in {len(missing)} of {len(texts)} "
+                            f"examples, e.g. {where}. Fix the data or the template (a literal \\n in the flag "
+                            f"is a newline), or pass --skip_missing_response_template to drop those examples")
+        texts = [texts[i] for i in keep]
+    return Texts(texts, spans, keep=keep if missing else None,
+                 notes={"num_skipped_no_template": len(missing), "skipped_indices": missing[:20]})
+
+
+def input_output_texts(records: Records) -> Texts:
+    """input + output (+ EOS), the input masked; a space joins them only when neither side has whitespace there.
+
+    The joining space belongs to the output, so " USA" stays one token as it would in the running text."""
+    inputs = string_column(records, "input")
+    outputs = string_column(records, "output")
+    texts, spans = [], []
+    for inp, out in zip(inputs, outputs):
+        sep = " " if inp and out and not inp[-1].isspace() and not out[0].isspace() else ""
+        text = inp + sep + out
+        texts.append(text)
+        spans.append([(len(inp), len(text))])
+    return Texts(texts, spans)
+
+
+def pretokenized(records: Records, max_length: int) -> tuple[list[list[int]], list[list[int]], int]:
+    """input_ids (and labels, else train on every token), truncated; checked to be lists of ints."""
+    ids_col = records.column("input_ids")
+    has_labels = "labels" in records.names
+    labels_col = records.column("labels") if has_labels else None
+    all_ids, all_labels, truncated = [], [], 0
+    for i, ids in enumerate(ids_col):
+        if not isinstance(ids, list) or not ids or not all(type(t) is int for t in ids):
+            raise DataError(f"{records.where(i)}: 'input_ids' must be a non-empty list of integers")
+        if has_labels:
+            labels = labels_col[i]
+            if not isinstance(labels, list) or not all(type(t) is int for t in labels):
+                raise DataError(f"{records.where(i)}: 'labels' must be a list of integers (-100 = not trained)")
+            if len(labels) != len(ids):
+                raise DataError(f"{records.where(i)}: 'labels' has {len(labels)} entries but 'input_ids' has "
+                                f"{len(ids)}")
+        else:
+            labels = list(ids)
+        if len(ids) > max_length:
+            ids, labels = ids[:max_length], labels[:max_length]
+            truncated += 1
+        all_ids.append(ids)
+        all_labels.append(labels)
+    return all_ids, all_labels, truncated

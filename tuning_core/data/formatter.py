@@ -1,0 +1,87 @@
+"""Render --data_formatter_template for every record.
+
+Plain ``{{field}}`` templates (fms-hf-tuning's documented form, where field names may hold spaces, dots,
+underscores and dashes) are compiled once into literal pieces and field lookups: no code runs, so there is
+nothing to sandbox, and it is fast. Templates using other Jinja syntax are rendered by Jinja's immutable
+sandbox, also compiled once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from tuning_core.errors import ConfigError, DataError
+from tuning_core.data.readers import MISSING, Records
+
+FIELD_RE = re.compile(r"\{\{\s*([A-Za-z0-9 ._-]+?)\s*\}\}")
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def template_fields(template: str) -> list[str]:
+    """Field names used as ``{{name}}`` in ``template``, in order of first use."""
+    return list(dict.fromkeys(m.group(1) for m in FIELD_RE.finditer(template)))
+
+
+def render_all(template: str, records: Records) -> list[str]:
+    """One string per record. A field missing from a record is a DataError naming the field and the record."""
+    fields = template_fields(template)
+    remainder = FIELD_RE.sub("", template)
+    uses_jinja = "{{" in remainder or "{%" in remainder or "{#" in remainder
+    if not fields and not uses_jinja:
+        raise ConfigError(f"--data_formatter_template {template!r} uses no fields; write fields as {{{{name}}}}")
+    absent = [f for f in fields if f not in records.names]
+    if absent:
+        raise DataError(f"field {absent[0]!r} used by --data_formatter_template is not in the data "
+                        f"({records.where(0)} has fields: {', '.join(records.names)})")
+    columns = {name: records.column(name) for name in fields}
+    _check_present(columns, records)
+    if uses_jinja:
+        columns.update({name: records.column(name) for name in records.names if name not in columns})
+        return _render_jinja(template, columns, records)
+    return _render_plain(template, columns)
+
+
+def _check_present(columns: dict[str, list], records: Records) -> None:
+    for name, values in columns.items():
+        for i, v in enumerate(values):
+            if v is MISSING or v is None:
+                what = "has no field" if v is MISSING else "has a null"
+                raise DataError(f"{records.where(i)} {what} {name!r}, which --data_formatter_template needs")
+
+
+def _render_plain(template: str, columns: dict[str, list]) -> list[str]:
+    # Split into literal text and field names: "a {{x}} b" -> ["a ", "x", " b"]; fields sit at odd positions.
+    pieces = FIELD_RE.split(template)
+    literals = [p.replace("%", "%%") for p in pieces[0::2]]
+    fmt = "%s".join(literals)
+    names = pieces[1::2]
+    value_lists = [[v if isinstance(v, str) else str(v) for v in columns[n]] for n in names]
+    return [fmt % values for values in zip(*value_lists)]
+
+
+def _render_jinja(template: str, columns: dict[str, list], records: Records) -> list[str]:
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    # Names that are not Jinja identifiers ("Tweet text") are read from a dict instead.
+    def as_lookup(m: re.Match) -> str:
+        name = m.group(1)
+        return m.group(0) if _IDENTIFIER_RE.match(name) else "{{ _record[%r] }}" % name
+
+    source = FIELD_RE.sub(as_lookup, template)
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    try:
+        compiled = env.from_string(source)
+    except TemplateError as e:
+        raise ConfigError(f"--data_formatter_template is not a valid template: {e}") from None
+    render: Callable = compiled.render
+    out = []
+    names = list(columns)
+    for i, values in enumerate(zip(*(columns[n] for n in names))):
+        record = {k: v for k, v in zip(names, values) if v is not MISSING}
+        try:
+            out.append(render(record, _record=record))
+        except TemplateError as e:
+            raise DataError(f"{records.where(i)}: --data_formatter_template failed: {e}") from None
+    return out

@@ -1,0 +1,225 @@
+"""Read training data files (.json, .jsonl, .parquet, .arrow, .csv; a file, directory or glob) into records.
+
+Errors name the file and, for text formats, the line, because that is where the user has to look.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuning_core.errors import DataError
+
+EXTENSIONS = (".json", ".jsonl", ".parquet", ".arrow", ".csv")
+
+MISSING = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+"""Placeholder for a field a record does not have (distinct from an explicit null)."""
+
+
+@dataclass
+class DataFile:
+    path: Path
+    content: bytes
+    digest: str
+
+
+def resolve_files(spec: str, flag: str = "--training_data_path") -> list[Path]:
+    """The data files named by ``spec``: one file, every data file in a directory, or a glob pattern."""
+    path = Path(spec).expanduser()
+    if any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataError(f"{flag} {spec}: the pattern matches no files")
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS)
+        if not files:
+            raise DataError(f"{flag} {spec}: the directory has no data files ({', '.join(EXTENSIONS)})")
+    elif path.exists():
+        files = [path]
+    else:
+        raise DataError(f"{flag} {spec}: no such file or directory")
+    for f in files:
+        if f.suffix.lower() not in EXTENSIONS:
+            raise DataError(f"{f}: unsupported file extension '{f.suffix}'; expected one of {', '.join(EXTENSIONS)}")
+    return files
+
+
+def read_bytes(paths: list[Path]) -> list[DataFile]:
+    out = []
+    for p in paths:
+        try:
+            content = p.read_bytes()
+        except OSError as e:
+            raise DataError(f"cannot read {p}: {e.strerror or e}") from None
+        out.append(DataFile(p, content, hashlib.sha256(content).hexdigest()))
+    return out
+
+
+@dataclass
+class _Source:
+    """One file's records, either as row dicts (text formats) or as columns (Arrow formats)."""
+
+    path: Path
+    rows: list[dict] | None = None
+    lines: list[int] | None = None  # line number of each row, for error messages
+    columns: dict[str, list] | None = None
+    names: list[str] = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.rows) if self.rows is not None else len(next(iter(self.columns.values()), []))
+
+    def column(self, name: str) -> list:
+        if self.rows is not None:
+            return [r.get(name, MISSING) for r in self.rows]
+        if name in self.columns:
+            return self.columns[name]
+        return [MISSING] * len(self)
+
+
+class Records:
+    """Records from one or more files, read column by column, with each record's origin for error messages."""
+
+    def __init__(self, sources: list[_Source]):
+        self.sources = sources
+        names: dict[str, None] = {}
+        for s in sources:
+            names.update(dict.fromkeys(s.names))
+        self.names = list(names)
+        self._starts = []
+        n = 0
+        for s in sources:
+            self._starts.append(n)
+            n += len(s)
+        self._len = n
+
+    def __len__(self):
+        return self._len
+
+    def column(self, name: str) -> list:
+        out: list = []
+        for s in self.sources:
+            out.extend(s.column(name))
+        return out
+
+    def where(self, index: int) -> str:
+        """'example 7 (data/train.jsonl line 8)': how a person finds record ``index``."""
+        for s, start in zip(reversed(self.sources), reversed(self._starts)):
+            if index >= start:
+                local = index - start
+                if s.lines is not None:
+                    return f"example {index} ({s.path} line {s.lines[local]})"
+                return f"example {index} ({s.path} row {local})"
+        return f"example {index}"
+
+
+def parse_files(files: list[DataFile]) -> Records:
+    sources = [_parse(f) for f in files]
+    records = Records(sources)
+    if len(records) == 0:
+        names = ", ".join(str(f.path) for f in files)
+        raise DataError(f"no examples in {names}: the data is empty")
+    return records
+
+
+def _parse(f: DataFile) -> _Source:
+    ext = f.path.suffix.lower()
+    if ext in (".json", ".jsonl"):
+        return _parse_json(f)
+    if ext == ".csv":
+        return _parse_csv(f)
+    return _parse_arrow(f)
+
+
+def _decode(f: DataFile) -> str:
+    try:
+        return f.content.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = f.content[: e.start].count(b"\n") + 1
+        raise DataError(f"{f.path}: line {line}: not valid UTF-8 text") from None
+
+
+def _parse_json(f: DataFile) -> _Source:
+    text = _decode(f)
+    stripped = text.strip()
+    if f.path.suffix.lower() == ".json" and stripped.startswith("["):
+        return _parse_json_array(f, text)
+    if f.path.suffix.lower() == ".json" and stripped.startswith("{") and "\n" in stripped:
+        # One pretty-printed object, or JSON Lines in a .json file: only the latter parses line by line.
+        try:
+            whole = json.loads(stripped)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, dict):
+            keys = ", ".join(repr(k) for k in list(whole)[:5])
+            raise DataError(f"{f.path}: the file is one JSON object (keys {keys}); expected a list of records "
+                            f"or one record per line")
+    # JSON Lines (a .json file with one object per line is accepted too, as `datasets` does).
+    rows, lines, names = [], [], {}
+    loads = json.loads
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{f.path}: line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{f.path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
+        if len(row) != len(names) or not all(k in names for k in row):
+            names.update(dict.fromkeys(row))
+        rows.append(row)
+        lines.append(lineno)
+    return _Source(f.path, rows=rows, lines=lines, names=list(names))
+
+
+def _parse_json_array(f: DataFile, text: str) -> _Source:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{f.path}: line {e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    names: dict[str, None] = {}
+    for i, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise DataError(f"{f.path}: item {i} of the list: expected a JSON object, got {type(row).__name__}")
+        names.update(dict.fromkeys(row))
+    return _Source(f.path, rows=data, lines=None, names=list(names))
+
+
+def _parse_csv(f: DataFile) -> _Source:
+    reader = csv.DictReader(io.StringIO(_decode(f), newline=""))
+    rows, lines = [], []
+    try:
+        for row in reader:
+            if None in row:
+                raise DataError(f"{f.path}: line {reader.line_num}: more values than the header has columns")
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as e:
+        raise DataError(f"{f.path}: line {reader.line_num}: malformed CSV ({e})") from None
+    return _Source(f.path, rows=rows, lines=lines, names=list(reader.fieldnames or []))
+
+
+def _parse_arrow(f: DataFile) -> _Source:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ext = f.path.suffix.lower()
+    try:
+        if ext == ".parquet":
+            table = pq.read_table(pa.BufferReader(f.content))
+        else:
+            try:  # `datasets` writes the stream format; pyarrow's default is the file format
+                table = pa.ipc.open_stream(pa.BufferReader(f.content)).read_all()
+            except pa.ArrowInvalid:
+                table = pa.ipc.open_file(pa.BufferReader(f.content)).read_all()
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"cannot read {f.path} as {ext[1:]}: {e}") from None
+    columns: dict[str, Any] = {name: table.column(name).to_pylist() for name in table.column_names}
+    return _Source(f.path, columns=columns, names=list(table.column_names))

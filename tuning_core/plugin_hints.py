@@ -33,12 +33,13 @@ FLAG_OWNERS = {
 }
 
 TRACKER_OWNERS = {"aim": "trackers", "mlflow": "trackers"}
+TRACKER_EXTRAS = {"aim": "aim", "mlflow": "mlflow"}
 
 COMMAND_OWNERS = {"quantize": "peft_gptq"}
 
 
-def install_hint(plugin: str) -> str:
-    extra, _dist = FIRST_PARTY[plugin]
+def install_hint(plugin: str, extra: str | None = None) -> str:
+    extra = extra or FIRST_PARTY[plugin][0]
     return f"pip install 'tuning-core[{extra}]'"
 
 

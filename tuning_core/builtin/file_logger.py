@@ -8,7 +8,7 @@ import os
 
 from tuning_core.errors import ConfigError
 from tuning_core.plugin_api import hookimpl
-from tuning_core.plugin_hints import TRACKER_OWNERS, install_hint
+from tuning_core.plugin_hints import TRACKER_EXTRAS, TRACKER_OWNERS, install_hint
 
 LOG_FILE = "training_logs.jsonl"
 _NAMES = {"loss": "training_loss", "eval_loss": "validation_loss"}
@@ -55,7 +55,8 @@ def tuning_core_validate_config(config):
         if owner is None:
             raise ConfigError(f"--trackers: unknown tracker '{name}'; choose from file_logger, aim, mlflow")
         if not pm.has_plugin(owner):
-            raise ConfigError(f"--trackers {name} needs the {owner} plugin: {install_hint(owner)}")
+            raise ConfigError(f"--trackers {name} needs the {owner} plugin: "
+                              f"{install_hint(owner, TRACKER_EXTRAS[name])}")
 
 
 @hookimpl

@@ -67,7 +67,8 @@ class RunArguments:
         default=None, metadata={"help": "Where the final model (or adapter) and tokenizer are saved."})
     trackers: list[str] = field(
         default_factory=lambda: ["file_logger"], metadata={
-            "help": "Experiment trackers: file_logger (built in), aim, mlflow (tuning-core[aim])."})
+            "help": "Experiment trackers: file_logger (built in, always on), aim (tuning-core[aim]), "
+                    "mlflow (tuning-core[mlflow])."})
 
 
 CORE_ARGUMENTS = [ModelArguments, PeftArguments, LoraArguments, PromptTuningArguments, RunArguments]

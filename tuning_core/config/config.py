@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
 
@@ -64,12 +65,12 @@ class Config:
 
 
 def _plain(v: Any) -> Any:
+    if isinstance(v, enum.Enum):  # before the str check: str-based enums are str instances too
+        return v.value
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
     if isinstance(v, dict):
         return {str(k): _plain(x) for k, x in v.items()}
-    if hasattr(v, "value") and isinstance(getattr(v, "value"), (str, int)):
-        return v.value  # enums
     return str(v)

@@ -1,0 +1,135 @@
+"""Turn the tracker flags into where each tracker records, or a ConfigError naming the flag.
+
+Pure and import-light: used by validate_config (before anything loads) and
+again when the callbacks are built.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from tuning_core.plugin_api import ConfigError
+
+from tuning_core_trackers.arguments import DEFAULT_EXPERIMENT
+
+AIM = "aim"
+MLFLOW = "mlflow"
+# The plugin's own extras: right whichever way the plugin itself was installed.
+EXTRAS = {AIM: "tuning-core-trackers[aim]", MLFLOW: "tuning-core-trackers[mlflow]"}
+# Importable modules each tracker needs; SQL stores need two more than mlflow-skinny brings.
+_LIBRARIES = {AIM: ("aim",), MLFLOW: ("mlflow",)}
+_SQL_LIBRARIES = ("sqlalchemy", "alembic")
+_SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+@dataclass(frozen=True)
+class AimSettings:
+    repo: str  # absolute folder, or aim://host:port for a remote server
+    experiment: str
+    remote: bool
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    tracking_uri: str
+    experiment: str
+    artifact_location: str | None  # set only for the default store, to keep artifacts under output_dir
+    file_store: bool
+
+
+def requested(config) -> list[str]:
+    """The trackers this plugin runs, in the order asked for."""
+    names = getattr(config, "trackers", None) or []
+    return list(dict.fromkeys(name for name in names if name in (AIM, MLFLOW)))
+
+
+def parse_exp_metadata(raw) -> dict:
+    """--exp_metadata as a dict; a config file may already hold an object."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        value = raw
+    else:
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--exp_metadata must be a JSON object such as '{{\"gpu\": \"A100\"}}'; "
+                              f"could not parse {raw!r}: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--exp_metadata must be a JSON object (key/value pairs), not {type(value).__name__}: "
+                          f"{raw!r}")
+    return value
+
+
+def export_dir(config, output_dir: str) -> str:
+    return os.path.abspath(config.run_uri_export_path or output_dir)
+
+
+def aim_settings(config, output_dir: str) -> AimSettings:
+    ip, port = config.aim_remote_server_ip, config.aim_remote_server_port
+    experiment = config.aim_experiment or config.experiment or DEFAULT_EXPERIMENT
+    if (ip is None) != (port is None):
+        missing = "--aim_remote_server_port" if port is None else "--aim_remote_server_ip"
+        raise ConfigError(f"a remote Aim server needs both --aim_remote_server_ip and --aim_remote_server_port; "
+                          f"{missing} is missing")
+    if ip is not None:
+        if config.aim_repo:
+            raise ConfigError("give either --aim_repo (a local repository) or --aim_remote_server_ip/"
+                              "--aim_remote_server_port (a remote server), not both")
+        if not 0 < int(port) < 65536:
+            raise ConfigError(f"--aim_remote_server_port must be a TCP port (1-65535), not {port}")
+        return AimSettings(repo=f"aim://{ip}:{int(port)}", experiment=experiment, remote=True)
+    # Documented default: one repository per run, next to the checkpoints.
+    repo = os.path.abspath(config.aim_repo or os.path.join(output_dir, "aim"))
+    if os.path.isfile(repo):
+        raise ConfigError(f"--aim_repo must be a folder; {repo} is a file")
+    return AimSettings(repo=repo, experiment=experiment, remote=False)
+
+
+def mlflow_settings(config, output_dir: str) -> MlflowSettings:
+    experiment = config.mlflow_experiment or config.experiment or DEFAULT_EXPERIMENT
+    uri = config.mlflow_tracking_uri
+    if not uri:
+        root = os.path.abspath(os.path.join(output_dir, "mlflow"))
+        return MlflowSettings(tracking_uri=f"sqlite:///{root}/mlflow.db", experiment=experiment,
+                              artifact_location=os.path.join(root, "artifacts"), file_store=False)
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file") or len(scheme) == 1:  # a bare path (or a Windows drive) is a file store
+        path = urlparse(uri).path if scheme == "file" else uri
+        path = os.path.abspath(path)
+        if os.path.isfile(path):
+            raise ConfigError(f"--mlflow_tracking_uri {uri!r} is a file; give a folder, sqlite:///file.db or a server URL")
+        return MlflowSettings(tracking_uri=path, experiment=experiment, artifact_location=None, file_store=True)
+    return MlflowSettings(tracking_uri=uri, experiment=experiment, artifact_location=None, file_store=False)
+
+
+def _missing_modules(names) -> list[str]:
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def check_libraries(tracker: str, mlflow: MlflowSettings | None = None) -> None:
+    """Raise ConfigError naming the extra when a tracker's library is not installed."""
+    needed = list(_LIBRARIES[tracker])
+    if tracker == MLFLOW and mlflow is not None and mlflow.tracking_uri.split(":", 1)[0].split("+")[0] in _SQL_SCHEMES:
+        needed += _SQL_LIBRARIES
+    missing = _missing_modules(needed)
+    if missing:
+        raise ConfigError(f"--trackers {tracker} needs {', '.join(missing)}, which is not installed; "
+                          f"install it with: pip install '{EXTRAS[tracker]}'")
+
+
+def validate(config, output_dir: str) -> None:
+    """Every check that can fail before training starts."""
+    parse_exp_metadata(config.exp_metadata)
+    if config.run_uri_export_path and os.path.isfile(config.run_uri_export_path):
+        raise ConfigError(f"--run_uri_export_path must be a folder; {config.run_uri_export_path} is a file")
+    for tracker in requested(config):
+        if tracker == AIM:
+            aim_settings(config, output_dir)
+            check_libraries(AIM)
+        else:
+            check_libraries(MLFLOW, mlflow_settings(config, output_dir))

@@ -71,3 +71,14 @@ def plugins_enabled(monkeypatch):
 
     yield enable
     reset_plugin_manager()
+
+
+@pytest.fixture
+def builtin_plugins_only(monkeypatch):
+    """A plugin manager with only the built-ins, rebuilt for this test and forgotten after it."""
+    from tuning_core.plugins import get_plugin_manager, reset_plugin_manager
+
+    monkeypatch.setenv("TUNING_CORE_PLUGINS", "")
+    reset_plugin_manager()
+    yield get_plugin_manager()
+    reset_plugin_manager()

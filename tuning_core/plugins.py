@@ -66,12 +66,7 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
     from tuning_core import __version__
 
     for modname in BUILTIN_MODULES:
-        try:
-            module = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:  # a built-in still being written is simply absent
-                continue
-            raise
+        module = importlib.import_module(modname)
         name = "builtin." + modname.rsplit(".", 1)[1]
         pm.register(module, name=name)
         infos[name] = PluginInfo(name, "tuning-core", __version__, True, module)

@@ -29,8 +29,12 @@ class TrainResult:
 
 
 def run_training(argv: list[str]) -> TrainResult:
+    from tuning_core.distributed import check_launch, prepare_launch
+
+    launch_note = prepare_launch()  # before the TrainingArguments exist: they pick the process group
     pm = get_plugin_manager()
     config = load_train_config([str(a) for a in argv], pm)
+    check_launch(config.training_args)  # N processes asked for, fewer training together: stop now
     pm.hook.tuning_core_validate_config(config=config)
     if config.has("do_dataprocessing_only") and config.do_dataprocessing_only:
         return _process_data_only(config)
@@ -39,6 +43,11 @@ def run_training(argv: list[str]) -> TrainResult:
     run = RunContext(output_dir=targs.output_dir, is_main_process=targs.process_index == 0)
     banner = Banner()
 
+    from transformers import set_seed
+
+    # Before anything random (new embedding rows, LoRA / prompt-tuning init): --seed then fixes them, and every
+    # rank of a multi-process run starts from the same weights. The Trainer seeds again itself, too late for these.
+    set_seed(targs.seed)
     t0 = time.perf_counter()
     loader, loaded = call_first(pm, "tuning_core_load_model", config=config, purpose="train")
     run.timings["model_load_seconds"] = time.perf_counter() - t0
@@ -87,6 +96,10 @@ def run_training(argv: list[str]) -> TrainResult:
     )
     banner.add("core", "loss: LM head on trained positions only" if trainer.trained_positions_only
                else "loss: the model's own forward")
+    from tuning_core.distributed import describe_launch
+
+    for line in ([launch_note] if launch_note else []) + describe_launch(trainer):
+        banner.add("core", line)
     resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir)
     if resume:
         banner.add("core", f"resuming from {resume}")
@@ -152,6 +165,9 @@ def save_final_model(trainer, save_model_dir: str) -> None:
     if trainer.args.should_save and staging.exists():
         shutil.rmtree(staging)
     trainer.accelerator.wait_for_everyone()
+    from tuning_core.distributed import prepare_final_save
+
+    prepare_final_save(trainer)  # FSDP: full weights in save_model_dir even when checkpoints are sharded
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:

@@ -30,6 +30,9 @@ def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | No
     loaded = load_for_inference(model, base_model_name_or_path, torch_dtype="float32",
                                 plugin_manager=plugin_manager)
     peft_model = loaded.model
+    if getattr(peft_model.get_base_model(), "gptq_format", None) is not None:
+        raise UserError(f"the base of {model} is a 4-bit GPTQ checkpoint: merging into packed weights is not "
+                        "supported; use 'tuning-core infer' with the adapter")
     base_dtype = _stored_dtype(Path(ckpt.base))
     try:
         merged = peft_model.merge_and_unload()

@@ -25,7 +25,13 @@ class TuningTrainer(SFTTrainer):
 
     def __init__(self, *args, sampler_spec=None, loss_replaced_by_plugin=False, **kwargs):
         self.sampler_spec = sampler_spec
+        model = kwargs.get("model")
+        trainable = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad} if model else {}
         super().__init__(*args, **kwargs)
+        # TRL casts the adapters of quantized (bitsandbytes) bases to bf16 even on a float32 CPU run: undo it.
+        for name, param in self.model.named_parameters():
+            if name in trainable and param.dtype != trainable[name]:
+                param.data = param.data.to(trainable[name])
         # A plugin that installs its own loss (e.g. fused linear cross-entropy) gets the plain forward.
         self.trained_positions_only = not loss_replaced_by_plugin and supports_trained_positions(self.model)
 

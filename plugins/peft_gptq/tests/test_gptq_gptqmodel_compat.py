@@ -42,7 +42,7 @@ def gptqmodel_outputs(tiny_llama, gptq_llama, tmp_path_factory):
                        {"ckpt": str(gptq_llama), "out": str(work / "ours.pt")}]}
     (work / "job.json").write_text(json.dumps(job))
     proc = subprocess.run([PYTHON, str(Path(__file__).with_name("gptqmodel_script.py")), str(work / "job.json")],
-                          capture_output=True, text=True, timeout=1800,
+                          capture_output=True, text=True, timeout=1800, cwd=work,  # GPTQModel logs to cwd
                           env={**os.environ, "GPTQMODEL_CPU_WORKERS": "2", "PYTHONPATH": ""})
     assert proc.returncode == 0, proc.stderr[-4000:]
     return ids, {"theirs": (work / "theirs", torch.load(work / "theirs.pt")),

@@ -47,7 +47,7 @@ class PatchReport:
     replaces_loss: bool = False  # the model now computes its own loss: the core must call its plain forward
 
     def lines(self) -> list[str]:
-        out = [f"{what} (x{count})" for what, count in self.replaced.items()]
+        out = [f"patched {what} (x{count})" for what, count in self.replaced.items()]
         return out + list(self.notes)
 
 

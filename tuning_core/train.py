@@ -70,7 +70,7 @@ def run_training(argv: list[str]) -> TrainResult:
     for name, report in call_all(pm, "tuning_core_patch_model", config=config, model=model):
         loss_replaced |= report.replaces_loss
         for line in report.lines() or ["(nothing replaced)"]:
-            banner.add(name, f"patched {line}")
+            banner.add(name, line)
 
     collator_by, collator = call_first(pm, "tuning_core_data_collator", config=config, tokenizer=tokenizer,
                                        model=model)

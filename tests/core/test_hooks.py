@@ -116,7 +116,8 @@ def test_every_training_hook_called_in_order(spy, tiny_llama, twitter_data, tmp_
     assert calls["data_collator"] is not None  # the pad token is in place before collation
     assert calls["train_sampler"] == 240
     assert calls["trainer_callbacks"] == ["data_preprocessing_seconds", "model_load_seconds"]
-    assert "[spy] patched spy looked at the model" in result.banner
+    assert "[spy] spy looked at the model" in result.banner
+    assert "[spy] patched Nothing -> Nothing (x0)" in result.banner
 
 
 def test_first_result_providers_take_over(taking_spy, tiny_llama, twitter_data, tmp_path):

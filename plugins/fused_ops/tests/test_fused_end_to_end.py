@@ -1,0 +1,64 @@
+"""`run_training` with fms-hf-tuning's flags: the plugin patches, the banner says so, and the losses
+equal a run without the plugin (rel 1e-4, float32, Triton interpreter)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def plugins(monkeypatch):
+    from tuning_core.plugins import reset_plugin_manager
+
+    def use(names: str):
+        monkeypatch.setenv("TUNING_CORE_PLUGINS", names)
+        reset_plugin_manager()
+
+    yield use
+    reset_plugin_manager()
+
+
+def _train(model_dir, data, out_dir, extra):
+    from transformers import set_seed
+
+    from tuning_core.train import run_training
+
+    set_seed(0)  # the LoRA weights are drawn before the Trainer applies --seed: seed them alike in both runs
+
+    result = run_training([
+        "--model_name_or_path", str(model_dir), "--training_data_path", str(data), "--output_dir", str(out_dir),
+        "--response_template", "\n### Label:", "--dataset_text_field", "output", "--peft_method", "lora",
+        "--r", "4", "--lora_alpha", "16", "--lora_dropout", "0", "--target_modules", "q_proj", "k_proj",
+        "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "--per_device_train_batch_size", "2",
+        "--max_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-2", "--save_strategy", "no",
+        "--seed", "0", *extra])
+    losses = [e["loss"] for e in result.trainer.state.log_history if "loss" in e]
+    return result, losses
+
+
+def test_run_training_with_fms_flags(tiny_llama, twitter_data, tmp_path, plugins):
+    plugins("")
+    _, ref = _train(tiny_llama, twitter_data, tmp_path / "ref", [])
+    plugins("fused_ops")
+    result, got = _train(tiny_llama, twitter_data, tmp_path / "fused",
+                         ["--fast_kernels", "True", "True", "True", "--fast_swiglu", "--fast_lora"])
+    banner = "\n".join(result.banner)
+    for line in ("LlamaForCausalLM.forward -> fused_linear_cross_entropy", "LlamaRMSNorm.forward -> rms_norm",
+                 "apply_rotary_pos_emb -> rope", "LoRA q/k/v -> fused_lora_qkv", "fused LoRA MLP",
+                 "Triton kernels through the CPU interpreter"):
+        assert line in banner, banner
+    assert len(ref) == 3
+    assert got == pytest.approx(ref, rel=1e-4)
+
+
+def test_run_training_rejects_fused_lora_without_lora(tiny_llama, twitter_data, tmp_path, plugins):
+    from tuning_core.plugin_api import ConfigError
+    from tuning_core.train import run_training
+
+    plugins("fused_ops")
+    with pytest.raises(ConfigError, match="--fast_lora fuses LoRA adapters and needs --peft_method lora"):
+        run_training(["--model_name_or_path", str(tiny_llama), "--training_data_path", str(twitter_data),
+                      "--output_dir", str(tmp_path), "--response_template", "\n### Label:",
+                      "--dataset_text_field", "output", "--peft_method", "pt", "--fast_lora"])

@@ -1,17 +1,8 @@
 """Packing tests load the built-ins plus this plugin only, whatever else is installed."""
 
-import pytest
+from tuning_core.testing.plugins import only_plugins_per_module
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _packing_plugin_only():
-    from tuning_core.plugins import reset_plugin_manager
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TUNING_CORE_PLUGINS", "packing")
-        reset_plugin_manager()
-        yield
-    reset_plugin_manager()
+_packing_plugin_only = only_plugins_per_module("packing")
 
 
 def pytest_configure(config):

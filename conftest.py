@@ -1,8 +1,14 @@
 """Shared test fixtures for the core and every plugin: tiny models and tokenizers, built once per session."""
 
 import os
+import shutil
 
 import pytest
+
+# Triton reads TRITON_INTERPRET when a kernel is decorated, and any test folder may import kernels first:
+# set it once, before anything, on machines without an NVIDIA GPU (the interpreter runs kernels on CPU tensors).
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -14,7 +14,7 @@ class Banner:
     def lines(self) -> list[str]:
         return [f"[{plugin}] {line}" for plugin, line in self.entries]
 
-    def print(self, config, pm) -> None:
+    def print(self) -> None:
         from tuning_core.plugins import plugin_infos
 
         infos = plugin_infos()

@@ -104,7 +104,7 @@ def run_training(argv: list[str]) -> TrainResult:
     if resume:
         banner.add("core", f"resuming from {resume}")
     if run.is_main_process:
-        banner.print(config, pm)
+        banner.print()
     result = TrainResult(config=config, trainer=trainer, resumed_from=resume, banner=banner.lines)
     result.train_output = trainer.train(resume_from_checkpoint=resume)
     if config.save_model_dir:

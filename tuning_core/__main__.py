@@ -2,6 +2,6 @@
 
 import sys
 
-from tuning_core.cli import main
+from tuning_core.cli import run
 
-sys.exit(main())
+sys.exit(run())

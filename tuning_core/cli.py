@@ -10,6 +10,8 @@ import json
 import sys
 
 from tuning_core import __version__
+from tuning_core.console import quiet_libraries
+from tuning_core.optional_backends import own_process
 from tuning_core.errors import UserError
 from tuning_core.plugin_hints import COMMAND_OWNERS, install_hint
 
@@ -83,6 +85,14 @@ def cmd_demo(argv: list[str]) -> int:
     return run_demo(argv)
 
 
+def run(argv: list[str] | None = None) -> int:
+    """The `tuning-core` program: main() with the libraries' console chatter hidden (see console.py)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_libraries(argv)
+    own_process()
+    return main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -122,4 +132,4 @@ def _dispatch(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

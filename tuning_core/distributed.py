@@ -381,16 +381,13 @@ def _plugin_from_env(path: str, env: dict[str, str]):
     saved = dict(os.environ)
     try:
         os.environ.update(env)
-        try:
-            return FullyShardedDataParallelPlugin()
-        except RuntimeError as e:
-            # FSDP1 with sync_module_states asks for the current GPU while building the plugin;
-            # on a machine without one, check everything else.
-            if env.get("FSDP_SYNC_MODULE_STATES") != "true" or "no available devices" not in str(e):
-                raise
+        if env.get("FSDP_SYNC_MODULE_STATES") == "true" and not accelerator_available():
+            # sync_module_states broadcasts from the current GPU: accelerate refuses it while building the plugin
+            # on a machine without one (a RuntimeError since 1.16, a device lookup failure before). That is a
+            # fact about this machine, not the file, so check everything else.
             os.environ["FSDP_SYNC_MODULE_STATES"] = "false"
             os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
-            return FullyShardedDataParallelPlugin()
+        return FullyShardedDataParallelPlugin()
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{path}: accelerate's FSDP plugin rejects it: {e}") from None
     finally:

@@ -61,3 +61,8 @@ def tuning_core_cli_commands():
 @hookspec
 def tuning_core_controller_components():
     """Return a ControllerComponents of extra trainer-controller metric handlers and operations."""
+
+
+@hookspec
+def tuning_core_optional_backends():
+    """Return {import name: [config keys]}: libraries to hide from a `tuning-core` run that sets none of the keys."""

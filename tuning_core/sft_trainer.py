@@ -5,11 +5,11 @@ This is the module to hand to `torchrun` and `accelerate launch`.
 
 import sys
 
-from tuning_core.cli import main
+from tuning_core.cli import run as cli_run
 
 
 def run() -> int:
-    return main(["train", *sys.argv[1:]])
+    return cli_run(["train", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

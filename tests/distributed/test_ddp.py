@@ -6,6 +6,7 @@ ranks, with one set of outputs written by rank 0, and a resumed run must carry o
 from its checkpoint exactly as the uninterrupted single-process run did.
 """
 
+import json
 import shutil
 
 import pytest
@@ -93,3 +94,15 @@ def test_resume_continues_at_the_right_step(resumed_run, reference_full):
     assert max_difference(load_weights(out / "final"), load_weights(reference_full / "checkpoint-6")) < TOL
     ours, theirs = logged_losses(out)[4:], logged_losses(reference_full)[4:]
     assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(ours, theirs))
+
+
+def test_lora_under_torchrun_takes_the_rank_as_lora_r(tiny_llama, twitter_data, tmp_path, launch_env):
+    """torchrun's parser reads `--r` as an abbreviation of its own options; `--lora_r` is the same flag."""
+    out = tmp_path / "out"
+    args = train_args(tiny_llama, twitter_data, out, "--peft_method", "lora", "--lora_r", "4", "--lora_alpha", "8",
+                      "--save_model_dir", out / "final", steps=2)
+    done = run_launcher(torchrun("-m", "tuning_core.sft_trainer", *args), launch_env(tmp_path / "probe"))
+    assert done.returncode == 0, describe(done)
+    adapter = json.loads((out / "final" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["lora_alpha"] == 8
+    assert all(r["world_size"] == 2 for r in probes(tmp_path / "probe"))

@@ -39,7 +39,9 @@ class PeftArguments:
 
 @dataclass
 class LoraArguments:
-    r: int = field(default=8, metadata={"help": "LoRA rank."})
+    r: int = field(default=8, metadata={
+        "help": "LoRA rank. --lora_r is the same flag, for torchrun, whose parser takes --r as an abbreviation.",
+        "aliases": ["lora_r"]})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / r)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     target_modules: list[str] | None = field(

@@ -51,9 +51,14 @@ def _sections(classes: list[type], values: dict[str, Any]) -> list[Any]:
 def load_train_config(argv: list[str], pm=None, prog: str = "tuning-core train") -> Config:
     """Parse `tuning-core train` arguments into a Config with its trl.SFTConfig."""
     from tuning_core.config.training import build_training_args, training_specs
+    from tuning_core.optional_backends import hide_unused
+    from tuning_core.plugins import get_plugin_manager
 
     classes = registered_classes(pm)
     specs = class_specs(classes)
+    # Before anything imports transformers (even for its TrainingArguments table): peft, behind it, imports
+    # every back-end it finds.
+    hide_unused(pm or get_plugin_manager(), flag_parser.parse_values(argv, specs, prog=prog, known_only=True))
     owned = {s.name for s in specs} | {a for s in specs for a in s.aliases}
     tspecs = training_specs(owned)
     titles = {cls: _title(cls) for cls in classes}

@@ -115,12 +115,20 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description: str = "",
-                 group_titles=None) -> dict[str, Any]:
-    """Parse flags and config files into {field name: typed value} for every spec (defaults included)."""
+                 group_titles=None, known_only: bool = False) -> dict[str, Any]:
+    """Parse flags and config files into {field name: typed value} for every spec (defaults included).
+
+    ``known_only`` reads what ``specs`` cover and passes over everything else (a first look before all specs exist).
+    """
     by_key = check_unique(specs)
     parser = make_parser(prog, specs, description, group_titles=group_titles)
+    if known_only:
+        parser.add_help = False
+        parser._actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+        parser._option_string_actions.pop("-h", None)
+        parser._option_string_actions.pop("--help", None)
     ns, unknown = parser.parse_known_args(argv)
-    if unknown:
+    if unknown and not known_only:
         flag = next((u for u in unknown if u.startswith("--")), unknown[0])
         key = flag.lstrip("-").split("=", 1)[0]
         if not flag.startswith("-"):
@@ -143,6 +151,8 @@ def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description
         for key, raw in data.items():
             spec = by_key.get(key)
             if spec is None:
+                if known_only:
+                    continue
                 raise unknown_key_error(key, by_key, where)
             values[spec.name] = spec.convert(raw, f"{where}: key '{key}'")
     for key, raw in vars(ns).items():

@@ -7,9 +7,11 @@ clash with plugin flags and their defaults suit TRL's data path, not ours.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tuning_core.config.fields import FieldSpec, specs_for
+from tuning_core.config.spec_cache import cached_specs
 from tuning_core.errors import ConfigError
 
 # Where fms-hf-tuning (or this machine) needs another default than transformers.
@@ -29,16 +31,30 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 ALIASES = {"eval_strategy": ("evaluation_strategy",)}  # the pre-v5 name fms-hf-tuning users still pass
 
 
-def training_specs(owned_elsewhere: set[str]) -> list[FieldSpec]:
-    import transformers
+class TrainingArguments:
+    """transformers.TrainingArguments, as the owner of flags read back from the spec cache."""
 
-    specs = specs_for(transformers.TrainingArguments, owned_elsewhere=owned_elsewhere, lenient=True,
-                      defaults=TRAINING_DEFAULTS)
+
+TrainingArguments.__module__ = "transformers"
+
+
+def training_specs(owned_elsewhere: set[str]) -> list[FieldSpec]:
+    specs = cached_specs("training_arguments", "transformers", TrainingArguments, _all_training_specs)
+    specs = [s for s in specs if s.name not in owned_elsewhere]
     for spec in specs:
+        if spec.name in TRAINING_DEFAULTS:
+            spec.default = TRAINING_DEFAULTS[spec.name]
         if spec.name in ("bf16", "fp16"):
             spec.optional = True
         spec.aliases = ALIASES.get(spec.name, ())
     return specs
+
+
+def _all_training_specs() -> list[FieldSpec]:
+    import transformers
+
+    # Our defaults and owned_elsewhere are applied after the cache: the table holds transformers' facts only.
+    return specs_for(transformers.TrainingArguments, lenient=True)
 
 
 def mixed_precision(values: dict[str, Any], torch_dtype: str) -> tuple[bool, bool]:
@@ -55,6 +71,27 @@ def mixed_precision(values: dict[str, Any], torch_dtype: str) -> tuple[bool, boo
     return False, True
 
 
+# fms-hf-tuning's names for settings that newer transformers renamed: (old, new). The old flag stays ours.
+RENAMED = (("gradient_checkpointing", "activation_checkpointing"),
+           ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"))
+
+
+def _rename_deprecated(kwargs: dict[str, Any], fields: set[str]) -> None:
+    """Hand transformers the new name where it has one, so it does not warn about the old."""
+    for old, new in RENAMED:
+        if new in fields and old in kwargs:
+            value = kwargs.pop(old)
+            if kwargs.get(new) is None:
+                kwargs[new] = value
+            kwargs[old] = None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def build_training_args(values: dict[str, Any], torch_dtype: str):
     """The trl.SFTConfig for this run, from the TrainingArguments values the user resolved."""
     import trl
@@ -63,6 +100,9 @@ def build_training_args(values: dict[str, Any], torch_dtype: str):
         raise ConfigError("--output_dir is required: the directory for checkpoints and training_logs.jsonl")
     kwargs = dict(values)
     kwargs["bf16"], kwargs["fp16"] = mixed_precision(values, torch_dtype)
+    _rename_deprecated(kwargs, {f.name for f in dataclasses.fields(trl.SFTConfig)})
+    if kwargs.get("dataloader_pin_memory", True) and not _cuda_available():
+        kwargs["dataloader_pin_memory"] = False  # pinning needs a GPU; torch warns on every dataloader otherwise
     # Our data pipeline tokenizes, masks and truncates; TRL must not redo it.
     kwargs.update(
         dataset_kwargs={"skip_prepare_dataset": True},

@@ -16,6 +16,11 @@ def tuning_core_config_classes():
 
 
 @hookimpl
+def tuning_core_optional_backends():
+    return {"bitsandbytes": ["bnb_qlora"]}  # peft would import it (and it probes hardware) in every LoRA run
+
+
+@hookimpl
 def tuning_core_validate_config(config):
     from tuning_core_peft_gptq.validation import validate
 

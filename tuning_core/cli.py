@@ -19,6 +19,7 @@ CORE_COMMANDS = {
     "train": "Tune a model (flags and JSON/YAML config compatible with fms-hf-tuning's sft_trainer).",
     "plugins": "List installed plugins, the hooks they implement and the flags they add.",
     "demo": "Build a tiny model and tune it on the bundled dataset: a one-minute smoke test.",
+    "check-fsdp": "Check an `accelerate launch` FSDP config file the way accelerate will read it.",
 }
 
 
@@ -119,6 +120,10 @@ def _dispatch(argv: list[str]) -> int:
         return cmd_plugins(rest)
     if name == "demo":
         return cmd_demo(rest)
+    if name == "check-fsdp":
+        from tuning_core.fsdp_check import main as check_fsdp
+
+        return check_fsdp(rest)
     commands = plugin_commands()
     if name in commands:
         cmd = commands[name]

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from tuning_core.distributed import check_accelerate_config, main
+from tuning_core.fsdp_check import check_accelerate_config, main
 from tuning_core.errors import ConfigError
 
 from .helpers import FSDP_DEFAULTS
@@ -39,6 +39,14 @@ def test_command_line_check(capsys):
     assert main([str(FSDP_DEFAULTS)]) == 0
     assert "FSDP2, reshard_after_forward=True, wrap TRANSFORMER_BASED_WRAP, state dict FULL_STATE_DICT" \
         in capsys.readouterr().out
+
+
+def test_check_fsdp_is_a_tuning_core_command(capsys):
+    from tuning_core.cli import main as tuning_core
+
+    assert tuning_core(["check-fsdp", str(FSDP_DEFAULTS), "4"]) == 0
+    out = capsys.readouterr().out
+    assert "FSDP2" in out and "state dict FULL_STATE_DICT" in out
 
 
 @pytest.mark.parametrize("change, fsdp, message", [

@@ -9,7 +9,8 @@ import shlex
 import pytest
 import yaml
 
-from tuning_core.distributed import accelerate_launch_processes, check_accelerate_config
+from tuning_core.distributed import accelerate_launch_processes
+from tuning_core.fsdp_check import check_accelerate_config
 
 from .helpers import FSDP_DEFAULTS, ROOT
 

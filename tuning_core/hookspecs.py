@@ -61,3 +61,8 @@ def tuning_core_cli_commands():
 @hookspec
 def tuning_core_controller_components():
     """Return a ControllerComponents of extra trainer-controller metric handlers and operations."""
+
+
+@hookspec
+def tuning_core_data_handlers():
+    """Return a dict of name -> DataHandler that data configs can name in their data_handlers."""

@@ -100,7 +100,8 @@ class SpanEncoder:
         self.max_length = max_length
 
     def encode(self, texts: list[str], spans: list[list[tuple[int, int]]], add_special_tokens: bool = True,
-               append_eos: bool = True) -> Encoded:
+               append_eos: bool = True, prefix_id: tuple[int, list[bool]] | None = None) -> Encoded:
+        """``prefix_id``: (token id, per-text flags) of a masked token to put before the text, e.g. BOS."""
         out = Encoded([], [])
         encodings = self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
         eos = self.eos_id if append_eos else None
@@ -119,6 +120,9 @@ class SpanEncoder:
             if eos is not None and (not ids or ids[-1] != eos):
                 ids.append(eos)
                 labels.append(eos)
+            if prefix_id is not None and prefix_id[1][len(ids_out)]:
+                ids.insert(0, prefix_id[0])
+                labels.insert(0, IGNORE_INDEX)
             if len(ids) > max_length:
                 del ids[max_length:], labels[max_length:]
                 out.num_truncated += 1

@@ -108,6 +108,18 @@ class Records:
             out.extend(s.column(name))
         return out
 
+    def with_columns(self, columns: dict[str, list]) -> "Records":
+        """New records with these columns; rows keep their origin for error messages when the count holds."""
+        n = len(next(iter(columns.values()))) if columns else len(self)
+        origin = list(range(n)) if n == len(self) else None
+        return _Derived(columns, self, origin, n)
+
+    def select(self, indices: list[int]) -> "Records":
+        """The records at ``indices`` (in that order), keeping their origin."""
+        columns = {name: self.column(name) for name in self.names}
+        columns = {name: [col[i] for i in indices] for name, col in columns.items()}
+        return _Derived(columns, self, list(indices), len(indices))
+
     def where(self, index: int) -> str:
         """'example 7 (data/train.jsonl line 8)': how a person finds record ``index``."""
         for s, start in zip(reversed(self.sources), reversed(self._starts)):
@@ -116,6 +128,26 @@ class Records:
                 if s.lines is not None:
                     return f"example {index} ({s.path} line {s.lines[local]})"
                 return f"example {index} ({s.path} row {local})"
+        return f"example {index}"
+
+
+class _Derived(Records):
+    """Records a data handler produced: their own columns, the origin of each row in the records before."""
+
+    def __init__(self, columns: dict[str, list], parent: Records, origin: list[int] | None, n: int):
+        self.sources = []
+        self._columns = columns
+        self.names = list(columns)
+        self._parent, self._origin, self._len = parent, origin, n
+        self.trusted_tokens = False  # input_ids/labels made by a built-in tokenizing handler: already checked
+
+    def column(self, name: str) -> list:
+        col = self._columns.get(name)
+        return list(col) if col is not None else [MISSING] * self._len
+
+    def where(self, index: int) -> str:
+        if self._origin is not None and 0 <= index < len(self._origin):
+            return self._parent.where(self._origin[index])
         return f"example {index}"
 
 

@@ -97,6 +97,7 @@ class SpanEncoder:
         self._tokenizer = tokenizer
         self._continuation = None
         self.eos_id = tokenizer.eos_token_id
+        self.bos_id = getattr(tokenizer, "bos_token_id", None)
         self.max_length = max_length
 
     def encode(self, texts: list[str], spans: list[list[tuple[int, int]]], add_special_tokens: bool = True,
@@ -117,6 +118,8 @@ class SpanEncoder:
                 if labels is None:  # a token straddles a border
                     ids, labels = self._piecewise(text, example_spans, ids, lo, hi)
                     out.num_split += 1
+            if add_special_tokens and len(ids) > 1 and ids[0] == ids[1] == self.bos_id:  # the text wrote BOS too
+                del ids[0], labels[0]
             if eos is not None and (not ids or ids[-1] != eos):
                 ids.append(eos)
                 labels.append(eos)

@@ -139,7 +139,8 @@ def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, hand
         records = apply_handler(spec.name, handlers[spec.name], spec.arguments, records, context)
         used.append(spec.name)
     context.where = d.where
-    fmt = formats.detect_format(settings, records)
+    # Data a handler tokenized is used as it is; the text flags are for the datasets still untokenized.
+    fmt = "pretokenized" if used and "input_ids" in records.names else formats.detect_format(settings, records)
     if fmt != "pretokenized":
         for name, arguments in _format_handlers(fmt, settings):
             records = apply_handler(name, handlers[name], arguments, records, context)

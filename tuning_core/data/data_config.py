@@ -270,9 +270,13 @@ def resolve_paths(config: DataConfig) -> dict[str, list]:
         for p in d.data_paths:
             spec = p
             if config.path and not os.path.isabs(os.path.expanduser(p)) and not os.path.exists(p):
+                import glob
+
                 beside = Path(config.path).parent / p  # relative to the config file, when not to the cwd
-                if beside.exists() or any(ch in p for ch in "*?["):
-                    spec = str(beside) if beside.exists() else p
+                is_glob = any(ch in p for ch in "*?[")
+                if beside.exists() or (is_glob and not glob.glob(p, recursive=True)
+                                       and glob.glob(str(beside), recursive=True)):
+                    spec = str(beside)
             try:
                 files.extend(resolve_files(spec, d.flag or f"{d.where}: data_paths"))
             except DataError as e:

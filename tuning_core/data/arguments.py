@@ -72,6 +72,11 @@ class DataArguments:
     max_seq_length: int = field(
         default=4096, metadata={"help": "Maximum sequence length in tokens; longer examples are truncated."}
     )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Extended pretraining: concatenate the examples (each ending in EOS) and cut them into "
+                          "--max_seq_length chunks; every token is trained. Not with --response_template."},
+    )
     do_dataprocessing_only: bool = field(
         default=False,
         metadata={"help": "Only process the data: write the tokenized datasets to output_dir/train_dataset (and "

@@ -27,6 +27,7 @@ class Settings:
     skip_missing_response_template: bool = False
     instruction_template: str | None = None
     dataset_conversation_field: str | None = None
+    packing: bool = False
 
     @property
     def conversation_field(self) -> str:
@@ -65,6 +66,9 @@ def check_flags(s: Settings) -> None:
     if s.chat_template and (s.dataset_text_field or s.data_formatter_template):
         flag = "--dataset_text_field" if s.dataset_text_field else "--data_formatter_template"
         raise ConfigError(f"--chat_template is for data with 'messages'; it cannot be combined with {flag}")
+    if s.packing and s.response_template:
+        raise ConfigError("--packing trains every token (extended pretraining), so --response_template does not "
+                          "apply: drop one of them")
     if s.max_seq_length is not None and s.max_seq_length < 1:
         raise ConfigError(f"--max_seq_length must be at least 1, not {s.max_seq_length}")
 

@@ -50,8 +50,8 @@ def interleave(lengths: list[int], probabilities: list[float], seed: int, strate
     return out
 
 
-def combine(parts, data_config, max_steps=None):
-    """ProcessedData from [(DatasetConfig, Dataset, stats)]: splits, mixing, validation, streaming."""
+def combine(parts, data_config, pack_length: int | None = None):
+    """ProcessedData from [(DatasetConfig, Dataset, stats)]: splits, mixing, validation, packing, streaming."""
     import datasets
 
     from tuning_core.data.pipeline import ProcessedData
@@ -93,6 +93,13 @@ def combine(parts, data_config, max_steps=None):
     eval_ds = None if not evals else evals[0] if len(evals) == 1 else datasets.concatenate_datasets(evals)
 
     stats = _stats(parts, train, eval_ds)
+    if pack_length:
+        from tuning_core.data.packing import pack
+
+        before = len(train)
+        train = pack(train, pack_length)
+        eval_ds = pack(eval_ds, pack_length) if eval_ds is not None else None
+        stats.update(packed_from=before, num_examples=len(train), format=f"{stats.get('format')}, packed")
     if proc.streaming:
         train = train.to_iterable_dataset()
         stats["streaming"] = True

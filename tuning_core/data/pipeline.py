@@ -42,6 +42,7 @@ def settings_from_config(config) -> Settings:
         skip_missing_response_template=bool(get("skip_missing_response_template", False)),
         instruction_template=unescape(get("instruction_template")),
         dataset_conversation_field=get("dataset_conversation_field"),
+        packing=bool(get("packing", False)),
     )
 
 
@@ -76,7 +77,7 @@ def prepare_datasets(config, tokenizer, pm=None) -> ProcessedData:
         parts.append((d, dataset, stats))
     from tuning_core.data.mixing import combine
 
-    return combine(parts, data_config, getattr(config, "max_steps", None))
+    return combine(parts, data_config, settings.max_seq_length if settings.packing else None)
 
 
 def save_processed(processed: ProcessedData, output_dir) -> list[Path]:

@@ -47,6 +47,9 @@ def check_data_config(config, targs=None):
 
     data_config = data_config_for(config, registered_handlers())
     resolve_paths(data_config)
+    if data_config.dataprocessor.streaming and getattr(config, "multipack", None):
+        raise ConfigError(f"{data_config.path}: dataprocessor.streaming cannot be combined with --multipack, "
+                          f"which has to see the whole dataset every epoch")
     max_steps = getattr(targs, "max_steps", None) if targs is not None else None
     if data_config.dataprocessor.streaming and targs is not None and not (max_steps and max_steps > 0):
         raise ConfigError(f"{data_config.path}: dataprocessor.streaming is true, so the data has no length: give "

@@ -34,5 +34,5 @@ def test_training_on_a_data_config(tiny_llama, tmp_path, plugins_enabled, stream
     assert result.train_output.global_step == 2
     line = next(x for x in result.banner if "data format" in x)
     assert "input_output+pretokenized" in line and (("streamed" in line) == streaming)
-    logs = [json.loads(x) for x in open(tmp_path / "out" / "training_logs.jsonl")]
+    logs = [json.loads(x) for x in (tmp_path / "out" / "training_logs.jsonl").read_text().splitlines()]
     assert sum(r["name"] == "training_loss" for r in logs) == 2

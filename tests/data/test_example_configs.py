@@ -9,7 +9,7 @@ from tuning_core.data import prepare_datasets
 from .helpers import config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data_configs"
-FLAGS = {"jinja_template.yaml": dict(dataset_text_field="formatted_text", response_template="\\n### Label:")}
+FLAGS = {"jinja_template.yaml": {"dataset_text_field": "formatted_text", "response_template": "\\n### Label:"}}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))

@@ -75,8 +75,8 @@ def test_dataset_conversation_field(tmp_path, bpe_tok):
 
 
 @pytest.mark.parametrize("flags,flag", [
-    (dict(dataset_text_field="text"), "--dataset_text_field"),
-    (dict(dataset_text_field="text", response_template="B:"), "--dataset_text_field"),
+    ({"dataset_text_field": "text"}, "--dataset_text_field"),
+    ({"dataset_text_field": "text", "response_template": "B:"}, "--dataset_text_field"),
 ])
 def test_pretokenized_data_with_text_flags_is_an_error(tmp_path, bpe_tok, flags, flag):
     data = write_jsonl(tmp_path / "p.jsonl", [{"input_ids": [1, 5, 6], "labels": [-100, 5, 6], "text": "A: x B: y"}])

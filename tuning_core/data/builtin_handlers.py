@@ -6,10 +6,10 @@ response (or each assistant turn) plus EOS, exactly as on the flag path, which u
 
 from __future__ import annotations
 
-from tuning_core.errors import DataError
 from tuning_core.data import formats
 from tuning_core.data.handlers import DataHandler, HandlerContext
 from tuning_core.data.readers import MISSING, Records
+from tuning_core.errors import DataError
 
 
 def _encoded(records: Records, context: HandlerContext, texts: formats.Texts, prefix_id=None,

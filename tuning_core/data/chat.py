@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import re
 
-from tuning_core.errors import ConfigError, DataError
 from tuning_core.data.readers import MISSING, Records
+from tuning_core.errors import ConfigError, DataError
 
 ROLES_TRAINED = ("assistant",)
 # fms-hf-tuning's tests write templates that index the whole row: {% for m in messages['messages'] %}.

@@ -9,10 +9,10 @@ sandbox, also compiled once.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from tuning_core.errors import ConfigError, DataError
 from tuning_core.data.readers import MISSING, Records
+from tuning_core.errors import ConfigError, DataError
 
 FIELD_RE = re.compile(r"\{\{\s*([A-Za-z0-9 ._-]+?)\s*\}\}")
 # fms-hf-tuning's form {{element['Tweet text']}}: the same field lookup, written as Jinja.

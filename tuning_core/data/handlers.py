@@ -10,11 +10,12 @@ Every handler is registered through the ``tuning_core_data_handlers`` hook, the 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from tuning_core.errors import ConfigError, DataError
 from tuning_core.data.readers import MISSING, Records
+from tuning_core.errors import ConfigError, DataError
 
 KINDS = ("map", "filter", "columns", "remove", "select", "rename")
 # Arguments of HF's Dataset.map/filter that fms-hf-tuning passes through; accepted, and those that only tune

@@ -16,8 +16,8 @@ def split_indices(n: int, shares: dict[str, float], seed: int, shuffle: bool) ->
     import numpy as np
 
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-    n_train = int(round(n * shares.get("train", 0.0)))
-    n_val = int(round(n * shares.get("validation", 0.0)))
+    n_train = round(n * shares.get("train", 0.0))
+    n_val = round(n * shares.get("validation", 0.0))
     n_val = min(n_val, n - n_train)
     return {"train": order[:n_train].tolist(), "validation": order[n_train:n_train + n_val].tolist()}
 

@@ -11,14 +11,20 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
-from tuning_core.errors import ConfigError, DataError
 from tuning_core.data import cache, formats
 from tuning_core.data.arguments import unescape
-from tuning_core.data.data_config import (DataConfig, DataProcessorConfig, DatasetConfig, from_flags,
-                                          load_data_config, resolve_paths)
+from tuning_core.data.data_config import (
+    DataConfig,
+    DataProcessorConfig,
+    DatasetConfig,
+    from_flags,
+    load_data_config,
+    resolve_paths,
+)
 from tuning_core.data.formats import Settings
-from tuning_core.data.masking import IGNORE_INDEX, SpanEncoder
+from tuning_core.data.masking import IGNORE_INDEX
 from tuning_core.data.readers import parse_files, read_bytes, resolve_files
+from tuning_core.errors import ConfigError, DataError
 
 logger = logging.getLogger("tuning_core.data")
 

@@ -108,13 +108,13 @@ class Records:
             out.extend(s.column(name))
         return out
 
-    def with_columns(self, columns: dict[str, list]) -> "Records":
+    def with_columns(self, columns: dict[str, list]) -> Records:
         """New records with these columns; rows keep their origin for error messages when the count holds."""
         n = len(next(iter(columns.values()))) if columns else len(self)
         origin = list(range(n)) if n == len(self) else None
         return _Derived(columns, self, origin, n)
 
-    def select(self, indices: list[int]) -> "Records":
+    def select(self, indices: list[int]) -> Records:
         """The records at ``indices`` (in that order), keeping their origin."""
         columns = {name: self.column(name) for name in self.names}
         columns = {name: [col[i] for i in indices] for name, col in columns.items()}

@@ -233,3 +233,14 @@ def test_json_config_and_relative_paths(tmp_path, bpe_tok, monkeypatch):
     monkeypatch.chdir("/")
     out = prepare_datasets(config(data_config_path=str(tmp_path / "c.json")), bpe_tok)
     assert len(out.train) == 20
+
+
+def test_builder_reads_files_without_an_extension(tmp_path, bpe_tok):
+    data = write_jsonl(tmp_path / "io.data", IO_ROWS)
+    cfg = write_config(tmp_path / "c.yaml", [{"name": "io", "data_paths": [str(data)], "builder": "json"}])
+    out = prepare_datasets(config(data_config_path=cfg), bpe_tok)
+    ref = prepare_datasets(config(training_data_path=str(write_jsonl(tmp_path / "io.jsonl", IO_ROWS))), bpe_tok)
+    assert out.train.to_dict() == ref.train.to_dict()
+    cfg = write_config(tmp_path / "d.yaml", [{"name": "io", "data_paths": [str(data)]}])
+    with pytest.raises(ConfigError, match="unsupported file extension '.data'"):
+        prepare_datasets(config(data_config_path=cfg), bpe_tok)

@@ -98,3 +98,37 @@ def test_tuning_core_data_handlers_name_clash_and_handler_failure(tmp_path, bpe_
     bad = [{"name": "shout", "arguments": {"fn_kwargs": {"column_name": "missing"}}}]
     with pytest.raises(DataError, match=r"data_handlers\[0\] \(shout\): example 0 \(.*line 1\): KeyError"):
         prepare_datasets(config(data_config_path=write_config(tmp_path, bad)), bpe_tok)
+
+
+def test_tuning_core_data_handlers_cache_follows_the_handler_code(tmp_path, bpe_tok, plugins_enabled, monkeypatch):
+    """An edited handler must not get the data its old version processed from the cache."""
+    plugins_enabled()
+    pm = get_plugin_manager()
+    module = tmp_path / "edited_handler.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def load(body):
+        import importlib
+        import sys
+
+        module.write_text(f"def mark(element, column_name):\n    return {{column_name: element[column_name] + {body!r}}}\n")
+        sys.modules.pop("edited_handler", None)
+        return importlib.import_module("edited_handler").mark
+
+    class Plugin:
+        fn = None
+
+        @hookimpl
+        def tuning_core_data_handlers(self):
+            return {"mark": DataHandler(Plugin.fn)}
+
+    pm.register(Plugin(), name="edited")
+    handlers = [{"name": "mark", "arguments": {"fn_kwargs": {"column_name": "output"}}}, MASKING]
+    path = write_config(tmp_path, handlers)
+    Plugin.fn = load(" A")
+    first = prepare_datasets(config(data_config_path=path, data_cache=True), bpe_tok)
+    Plugin.fn = load(" B")
+    second = prepare_datasets(config(data_config_path=path, data_cache=True), bpe_tok)
+    assert not second.stats["cache_hit"] and trained_texts(second, bpe_tok)[0] == " no complaint B</s>"
+    assert trained_texts(first, bpe_tok)[0] == " no complaint A</s>"
+    assert prepare_datasets(config(data_config_path=path, data_cache=True), bpe_tok).stats["cache_hit"]

@@ -278,7 +278,7 @@ def resolve_paths(config: DataConfig) -> dict[str, list]:
                                        and glob.glob(str(beside), recursive=True)):
                     spec = str(beside)
             try:
-                files.extend(resolve_files(spec, d.flag or f"{d.where}: data_paths"))
+                files.extend(resolve_files(spec, d.flag or f"{d.where}: data_paths", d.builder))
             except DataError as e:
                 if d.flag:
                     raise

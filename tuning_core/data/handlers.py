@@ -59,9 +59,17 @@ class DataHandler:
         return names + list(self.extra_arguments), any(p.kind == p.VAR_KEYWORD for p in params)
 
     def identity(self) -> str:
-        """What the cache key records of the code: where the function lives."""
+        """What the cache key records of the code: where the function lives and a hash of its source, so
+        editing a handler never serves data processed by its old version."""
+        import hashlib
+
         fn = self.fn
-        return f"{self.kind}:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+        try:
+            source = inspect.getsource(fn) if fn is not None else ""
+        except (OSError, TypeError):
+            source = repr(fn)
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        return f"{self.kind}:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}:{digest}"
 
 
 @dataclass

@@ -120,7 +120,7 @@ def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, hand
     from tuning_core.data.handlers import HandlerContext, apply_handler
 
     start = time.perf_counter()
-    files = read_bytes(paths)
+    files = read_bytes(paths, d.builder)
     chat_template = processor.chat_template or settings.chat_template
     context = HandlerContext(tokenizer, settings.max_seq_length, d.where, notes={"chat_template": chat_template})
     encoder = context.span_encoder()

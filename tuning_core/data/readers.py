@@ -27,10 +27,19 @@ class DataFile:
     path: Path
     content: bytes
     digest: str
+    kind: str | None = None  # the extension to read it as (a data config's ``builder``), else its own
+
+    @property
+    def ext(self) -> str:
+        return self.kind or self.path.suffix.lower()
 
 
-def resolve_files(spec: str, flag: str = "--training_data_path") -> list[Path]:
-    """The data files named by ``spec``: one file, every data file in a directory, or a glob pattern."""
+BUILDER_EXTENSIONS = {"json": ".json", "jsonl": ".json", "parquet": ".parquet", "arrow": ".arrow", "csv": ".csv"}
+
+
+def resolve_files(spec: str, flag: str = "--training_data_path", builder: str | None = None) -> list[Path]:
+    """The data files named by ``spec``: one file, every data file in a directory, or a glob pattern. With a
+    ``builder`` (json, parquet, ...) files are read as that, whatever their extension."""
     path = Path(spec).expanduser()
     if any(ch in spec for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
@@ -38,7 +47,7 @@ def resolve_files(spec: str, flag: str = "--training_data_path") -> list[Path]:
             raise DataError(f"{flag} {spec}: the pattern matches no files")
     elif path.is_dir():
         files = sorted(p for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS)
+                       if p.is_file() and not p.name.startswith(".") and (builder or p.suffix.lower() in EXTENSIONS))
         if not files:
             raise DataError(f"{flag} {spec}: the directory has no data files ({', '.join(EXTENSIONS)})")
     elif path.exists():
@@ -46,19 +55,19 @@ def resolve_files(spec: str, flag: str = "--training_data_path") -> list[Path]:
     else:
         raise DataError(f"{flag} {spec}: no such file or directory")
     for f in files:
-        if f.suffix.lower() not in EXTENSIONS:
+        if not builder and f.suffix.lower() not in EXTENSIONS:
             raise DataError(f"{f}: unsupported file extension '{f.suffix}'; expected one of {', '.join(EXTENSIONS)}")
     return files
 
 
-def read_bytes(paths: list[Path]) -> list[DataFile]:
+def read_bytes(paths: list[Path], builder: str | None = None) -> list[DataFile]:
     out = []
     for p in paths:
         try:
             content = p.read_bytes()
         except OSError as e:
             raise DataError(f"cannot read {p}: {e.strerror or e}") from None
-        out.append(DataFile(p, content, hashlib.sha256(content).hexdigest()))
+        out.append(DataFile(p, content, hashlib.sha256(content).hexdigest(), BUILDER_EXTENSIONS.get(builder or "")))
     return out
 
 
@@ -161,7 +170,7 @@ def parse_files(files: list[DataFile]) -> Records:
 
 
 def _parse(f: DataFile) -> _Source:
-    ext = f.path.suffix.lower()
+    ext = f.ext
     if ext in (".json", ".jsonl"):
         return _parse_json(f)
     if ext == ".csv":
@@ -180,9 +189,9 @@ def _decode(f: DataFile) -> str:
 def _parse_json(f: DataFile) -> _Source:
     text = _decode(f)
     stripped = text.strip()
-    if f.path.suffix.lower() == ".json" and stripped.startswith("["):
+    if f.ext == ".json" and stripped.startswith("["):
         return _parse_json_array(f, text)
-    if f.path.suffix.lower() == ".json" and stripped.startswith("{") and "\n" in stripped:
+    if f.ext == ".json" and stripped.startswith("{") and "\n" in stripped:
         # One pretty-printed object, or JSON Lines in a .json file: only the latter parses line by line.
         try:
             whole = json.loads(stripped)
@@ -242,7 +251,7 @@ def _parse_arrow(f: DataFile) -> _Source:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ext = f.path.suffix.lower()
+    ext = f.ext
     try:
         if ext == ".parquet":
             table = pq.read_table(pa.BufferReader(f.content))

@@ -2,6 +2,11 @@
 
     python benchmarks/data_processing.py                 # 100k examples per format (the issue's setting)
     python benchmarks/data_processing.py --examples 20000 --formats text_field input_output
+    python benchmarks/data_processing.py --examples 20000 --formats --configs mixed chat input_output
+
+``--configs`` runs the same data through ``--data_config_path`` files (fms-hf-tuning's handlers): "mixed" is
+two datasets (input/output and text_field) interleaved by sampling 0.5/0.5, "chat" and "input_output" one
+dataset with the tokenizing handler; compare each with its flag-path format to see a config's overhead.
 
 Synthetic twitter-complaints-shaped records; a byte-level BPE tokenizer (Llama-3 style, vocab 8000) trained
 offline on the same kind of text, so words are whole tokens as with a real tokenizer. The fms-hf-tuning 3.2.2
@@ -58,6 +63,40 @@ FLAGS = {
 }
 
 
+HANDLERS = {
+    "input_output": {"name": "tokenize_and_apply_input_masking", "arguments": {
+        "remove_columns": "all", "fn_kwargs": {"input_column_name": "input", "output_column_name": "output"}}},
+    "chat": {"name": "tokenize_and_apply_chat_template_with_masking", "arguments": {
+        "remove_columns": "all", "fn_kwargs": {"conversation_column": "messages"}}},
+}
+
+
+def config_file(kind: str, tmp: Path, n: int) -> tuple[Path, dict]:
+    """A data config (and the flags it needs) over freshly written data."""
+    import yaml
+
+    def data(fmt, count, seed=0):
+        path = tmp / f"cfg-{kind}-{fmt}.jsonl"
+        with open(path, "w") as f:
+            for r in records(fmt, count, seed):
+                f.write(json.dumps(r) + "\n")
+        return str(path)
+
+    processor, flags = {"type": "default", "seed": 0}, {}
+    if kind == "mixed":
+        datasets = [{"name": "io", "data_paths": [data("input_output", n // 2)], "sampling": 0.5,
+                     "data_handlers": [HANDLERS["input_output"]]},
+                    {"name": "text", "data_paths": [data("text_field", n // 2, 1)], "sampling": 0.5}]
+        flags = FLAGS["text_field"]
+    else:
+        datasets = [{"name": kind, "data_paths": [data(kind, n)], "data_handlers": [HANDLERS[kind]]}]
+        if kind == "chat":
+            processor["chat_template"] = FLAGS["chat"]["chat_template"]
+    path = tmp / f"{kind}.yaml"
+    path.write_text(yaml.safe_dump({"dataprocessor": processor, "datasets": datasets}))
+    return path, flags
+
+
 def build_tokenizer(out_dir: Path, vocab_size: int = 8000):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -78,8 +117,10 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 8000):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=100_000)
-    parser.add_argument("--formats", nargs="+", default=["text_field", "input_output", "formatter_template"],
+    parser.add_argument("--formats", nargs="*", default=["text_field", "input_output", "formatter_template"],
                         choices=list(FLAGS))
+    parser.add_argument("--configs", nargs="*", default=[], choices=["mixed", "chat", "input_output"],
+                        help="Also process data configs (--data_config_path) of these kinds.")
     args = parser.parse_args()
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
@@ -87,17 +128,25 @@ def main() -> None:
     import pyarrow.parquet  # noqa: F401
 
     from tuning_core.data import DataArguments, prepare_datasets
+    from tuning_core.plugins import get_plugin_manager
+
+    get_plugin_manager()  # plugins load once per run, before the data; not processing cost either
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tokenizer = build_tokenizer(tmp / "tok")
+        runs = []
         for fmt in args.formats:
             data = tmp / f"{fmt}.jsonl"
             with open(data, "w") as f:
                 for r in records(fmt, args.examples):
                     f.write(json.dumps(r) + "\n")
+            runs.append((fmt, DataArguments(training_data_path=str(data), **FLAGS[fmt])))
+        for kind in args.configs:
+            path, flags = config_file(kind, tmp, args.examples)
+            runs.append((f"config_{kind}", DataArguments(data_config_path=str(path), **flags)))
+        for fmt, config in runs:
             os.environ["TUNING_CORE_CACHE"] = str(tmp / f"cache-{fmt}")
-            config = DataArguments(training_data_path=str(data), **FLAGS[fmt])
             for phase in ("cold", "cached"):
                 start, cpu_start = time.perf_counter(), time.process_time()
                 out = prepare_datasets(config, tokenizer)
@@ -107,7 +156,12 @@ def main() -> None:
                 result = {"benchmark": "data_processing", "format": fmt, "cache": phase,
                           "examples": len(out.train), "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
                           "examples_per_s": round(len(out.train) / seconds),
-                          "tokens": out.stats["num_tokens"], "cpus": os.cpu_count()}
+                          "tokens": out.stats.get("num_tokens") or sum(
+                              d["num_tokens"] for d in out.stats.get("datasets", {}).values()),
+                          "cpus": os.cpu_count()}
+                if fmt.startswith("config_") and fmt[7:] in ANCHORS and phase == "cold":
+                    result["fms_hf_tuning_examples_per_s"] = ANCHORS[fmt[7:]]
+                    result["speedup_vs_fms"] = round(result["examples_per_s"] / ANCHORS[fmt[7:]], 1)
                 if fmt in ANCHORS and phase == "cold":
                     result["fms_hf_tuning_examples_per_s"] = ANCHORS[fmt]
                     result["speedup_vs_fms"] = round(result["examples_per_s"] / ANCHORS[fmt], 1)

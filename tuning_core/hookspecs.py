@@ -66,3 +66,8 @@ def tuning_core_controller_components():
 @hookspec
 def tuning_core_optional_backends():
     """Return {import name: [config keys]}: libraries to hide from a `tuning-core` run that sets none of the keys."""
+
+
+@hookspec
+def tuning_core_data_handlers():
+    """Return a dict of name -> DataHandler that data configs can name in their data_handlers."""

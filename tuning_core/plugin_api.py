@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 import pluggy
 
-from tuning_core.errors import ConfigError, UserError
+from tuning_core.data.handlers import DataHandler, HandlerContext
+from tuning_core.errors import ConfigError, DataError, UserError
 from tuning_core.hookspecs import PROJECT
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -25,6 +26,9 @@ __all__ = [
     "CliCommand",
     "ControllerComponents",
     "RunContext",
+    "DataHandler",
+    "HandlerContext",
+    "DataError",
 ]
 
 

@@ -116,7 +116,9 @@ def _data_line(data) -> str:
     stats = data.stats
     extra = f", {stats['num_truncated']} truncated" if stats.get("num_truncated") else ""
     evals = f", {len(data.eval)} validation" if data.eval is not None else ""
-    return f"data format {stats.get('format')}: {len(data.train)} training examples{evals}{extra}"
+    streamed = ", streamed" if stats.get("streaming") else ""
+    count = len(data.train) if hasattr(data.train, "__len__") else stats.get("num_examples", "?")
+    return f"data format {stats.get('format')}: {count} training examples{evals}{extra}{streamed}"
 
 
 def _trainable(model) -> str:

@@ -19,14 +19,41 @@ def tuning_core_config_classes():
 
 
 @hookimpl
+def tuning_core_data_handlers():
+    from tuning_core.data.builtin_handlers import BUILTIN_HANDLERS
+
+    return dict(BUILTIN_HANDLERS)
+
+
+@hookimpl
 def tuning_core_validate_config(config):
     from tuning_core.data.formats import check_flags
     from tuning_core.data.pipeline import settings_from_config
 
     check_flags(settings_from_config(config))
+    targs = getattr(config, "training_args", None)
+    if getattr(config, "data_config_path", None):
+        check_data_config(config, targs)
     # Only a real run (one with training arguments) needs data; checking here fails before the model loads.
-    if getattr(config, "training_args", None) is not None and not getattr(config, "training_data_path", None):
+    elif targs is not None and not getattr(config, "training_data_path", None):
         raise ConfigError("--training_data_path is required: the file, directory or glob of training data")
+
+
+def check_data_config(config, targs=None):
+    """The whole data config, its handlers and its paths, before the model loads."""
+    from tuning_core.data.data_config import resolve_paths
+    from tuning_core.data.handlers import registered_handlers
+    from tuning_core.data.pipeline import data_config_for
+
+    data_config = data_config_for(config, registered_handlers())
+    resolve_paths(data_config)
+    if data_config.dataprocessor.streaming and getattr(config, "multipack", None):
+        raise ConfigError(f"{data_config.path}: dataprocessor.streaming cannot be combined with --multipack, "
+                          f"which has to see the whole dataset every epoch")
+    max_steps = getattr(targs, "max_steps", None) if targs is not None else None
+    if data_config.dataprocessor.streaming and targs is not None and not (max_steps and max_steps > 0):
+        raise ConfigError(f"{data_config.path}: dataprocessor.streaming is true, so the data has no length: give "
+                          f"--max_steps (a streamed dataset cannot count epochs)")
 
 
 @hookimpl
@@ -68,8 +95,9 @@ def run_data_command(args) -> int:
     if not (config.tokenizer_name_or_path or config.model_name_or_path):
         raise ConfigError("data preview needs --model_name_or_path or --tokenizer_name_or_path for the tokenizer")
     tuning_core_validate_config(config)
-    if not config.training_data_path:
-        raise ConfigError("--training_data_path is required: the file, directory or glob of training data")
+    if not (config.training_data_path or config.data_config_path):
+        raise ConfigError("--training_data_path is required: the file, directory or glob of training data "
+                          "(or --data_config_path)")
     if args.n < 0:
         raise ConfigError(f"-n must be 0 or more, not {args.n}")
     tokenizer = load_tokenizer(config)

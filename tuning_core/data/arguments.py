@@ -28,6 +28,12 @@ class DataArguments:
         default=None,
         metadata={"help": "Path to the training data: a .json/.jsonl/.parquet/.arrow/.csv file, a directory or a glob."},
     )
+    data_config_path: str | None = field(
+        default=None,
+        metadata={"help": "fms-hf-tuning data config (YAML or JSON): several datasets with data_paths, "
+                          "data_handlers, split ratios and sampling for mixing. Replaces --training_data_path. "
+                          "See docs/data.md."},
+    )
     validation_data_path: str | None = field(
         default=None, metadata={"help": "Path to the validation data, in the same forms as --training_data_path."}
     )
@@ -47,6 +53,17 @@ class DataArguments:
                           "'### Input: {{input}} \\n\\n## Label: {{output}}'. Field names may contain letters, "
                           "digits, spaces and . _ -. Needs --response_template."},
     )
+    instruction_template: str | None = field(
+        default=None,
+        metadata={"help": "With --response_template, for multi-turn text: train from each response template to "
+                          "the next instruction template. Accepted with chat data, whose assistant turns decide "
+                          "what is trained."},
+    )
+    dataset_conversation_field: str | None = field(
+        default=None,
+        metadata={"help": "Field holding the conversation (a list of {role, content}) in chat data; "
+                          "default 'messages'."},
+    )
     chat_template: str | None = field(
         default=None,
         metadata={"help": "Jinja chat template (a string or a path to a file) for data with a 'messages' list; "
@@ -54,6 +71,11 @@ class DataArguments:
     )
     max_seq_length: int = field(
         default=4096, metadata={"help": "Maximum sequence length in tokens; longer examples are truncated."}
+    )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Extended pretraining: concatenate the examples (each ending in EOS) and cut them into "
+                          "--max_seq_length chunks; every token is trained. Not with --response_template."},
     )
     do_dataprocessing_only: bool = field(
         default=False,

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-PROCESSING_VERSION = 1
+PROCESSING_VERSION = 2
 
 
 def cache_root() -> Path:

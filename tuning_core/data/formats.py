@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tuning_core.errors import ConfigError, DataError
 from tuning_core.data.readers import MISSING, Records
+from tuning_core.errors import ConfigError, DataError
 
 FORMATS = ("text_field", "formatter_template", "input_output", "pretokenized", "chat")
 
@@ -25,6 +25,13 @@ class Settings:
     chat_template: str | None = None
     max_seq_length: int = 4096
     skip_missing_response_template: bool = False
+    instruction_template: str | None = None
+    dataset_conversation_field: str | None = None
+    packing: bool = False
+
+    @property
+    def conversation_field(self) -> str:
+        return self.dataset_conversation_field or "messages"
 
 
 @dataclass
@@ -48,12 +55,20 @@ def check_flags(s: Settings) -> None:
                           "response starts (e.g. --response_template '\\n### Label:')")
     if s.response_template is not None and not s.response_template:
         raise ConfigError("--response_template is empty")
-    if s.response_template and not (s.dataset_text_field or s.data_formatter_template):
+    if s.instruction_template is not None and not s.instruction_template:
+        raise ConfigError("--instruction_template is empty")
+    if s.instruction_template and not s.response_template:
+        raise ConfigError("--instruction_template needs --response_template: training covers the text from each "
+                          "response template to the next instruction template")
+    if s.response_template and not (s.dataset_text_field or s.data_formatter_template or s.instruction_template):
         raise ConfigError("--response_template needs --dataset_text_field (pre-formatted text) or "
                           "--data_formatter_template (format each record with a template)")
     if s.chat_template and (s.dataset_text_field or s.data_formatter_template):
         flag = "--dataset_text_field" if s.dataset_text_field else "--data_formatter_template"
         raise ConfigError(f"--chat_template is for data with 'messages'; it cannot be combined with {flag}")
+    if s.packing and s.response_template:
+        raise ConfigError("--packing trains every token (extended pretraining), so --response_template does not "
+                          "apply: drop one of them")
     if s.max_seq_length is not None and s.max_seq_length < 1:
         raise ConfigError(f"--max_seq_length must be at least 1, not {s.max_seq_length}")
 
@@ -61,18 +76,30 @@ def check_flags(s: Settings) -> None:
 def detect_format(s: Settings, records: Records) -> str:
     check_flags(s)
     names = set(records.names)
-    if s.data_formatter_template or s.dataset_text_field:
-        flag = "--data_formatter_template" if s.data_formatter_template else "--dataset_text_field"
-        if "input_ids" in names and (s.data_formatter_template or s.dataset_text_field not in names):
-            raise ConfigError(f"the data is already tokenized (it has 'input_ids'), so {flag} does not apply; "
-                              f"drop {flag} and --response_template")
-        return "formatter_template" if s.data_formatter_template else "text_field"
     if "input_ids" in names:
-        if s.chat_template:
-            raise ConfigError("the data is already tokenized (it has 'input_ids'), so --chat_template does not apply")
+        # Never re-tokenize a text field and silently drop the given input_ids/labels.
+        for flag, value in (("--data_formatter_template", s.data_formatter_template),
+                            ("--dataset_text_field", s.dataset_text_field),
+                            ("--response_template", s.response_template),
+                            ("--instruction_template", s.instruction_template),
+                            ("--chat_template", s.chat_template)):
+            if value:
+                raise ConfigError(f"the data is already tokenized (it has 'input_ids'), so {flag} does not apply; "
+                                  f"drop {flag}" + (" and --response_template" if flag in (
+                                      "--data_formatter_template", "--dataset_text_field") else ""))
         return "pretokenized"
-    if "messages" in names:
+    if s.data_formatter_template or s.dataset_text_field:
+        return "formatter_template" if s.data_formatter_template else "text_field"
+    if s.conversation_field in names:
+        # --instruction_template/--response_template are accepted with chat data, as fms-hf-tuning accepts them;
+        # the assistant turns the chat template renders decide what is trained.
         return "chat"
+    if s.dataset_conversation_field:
+        raise DataError(f"field {s.dataset_conversation_field!r} (named by --dataset_conversation_field) is not in "
+                        f"the data: {records.where(0)} has fields {_names(records)}")
+    if s.instruction_template:
+        raise ConfigError(f"--instruction_template and --response_template need chat data (a 'messages' field) or "
+                          f"--dataset_text_field; the data has: {_names(records)}")
     if s.chat_template:
         raise ConfigError(f"--chat_template needs data with a 'messages' field; the data has: {_names(records)}")
     if "input" in names or "output" in names:
@@ -105,9 +132,11 @@ def string_column(records: Records, name: str, flag: str | None = None) -> list[
     return values
 
 
-def completion_texts(texts: list[str], template: str | None, records: Records, skip_missing: bool) -> Texts:
+def completion_texts(texts: list[str], template: str | None, records: Records, skip_missing: bool,
+                     instruction_template: str | None = None) -> Texts:
     """Pre-formatted sequences: train after the last occurrence of the response template (as TRL's completion
-    collator does), or on everything when there is no template."""
+    collator does), or on everything when there is no template. With an instruction template (multi-turn text)
+    train from each response template to the next instruction template."""
     if template is None:
         return Texts(texts, [[(0, len(t))] for t in texts])
     spans, keep, missing = [], [], []
@@ -116,7 +145,8 @@ def completion_texts(texts: list[str], template: str | None, records: Records, s
         if pos < 0:
             missing.append(i)
             continue
-        spans.append([(pos + len(template), len(text))])
+        spans.append(_turn_spans(text, template, instruction_template) if instruction_template
+                     else [(pos + len(template), len(text))])
         keep.append(i)
     if missing:
         if not skip_missing:
@@ -129,12 +159,24 @@ def completion_texts(texts: list[str], template: str | None, records: Records, s
                  notes={"num_skipped_no_template": len(missing), "skipped_indices": missing[:20]})
 
 
-def input_output_texts(records: Records) -> Texts:
+def _turn_spans(text: str, response: str, instruction: str) -> list[tuple[int, int]]:
+    spans, pos = [], text.find(response)
+    while pos >= 0:
+        start = pos + len(response)
+        end = text.find(instruction, start)
+        end = len(text) if end < 0 else end
+        if end > start:
+            spans.append((start, end))
+        pos = text.find(response, end)
+    return spans
+
+
+def input_output_texts(records: Records, input_name: str = "input", output_name: str = "output") -> Texts:
     """input + output (+ EOS), the input masked; a space joins them only when neither side has whitespace there.
 
     The joining space belongs to the output, so " USA" stays one token as it would in the running text."""
-    inputs = string_column(records, "input")
-    outputs = string_column(records, "output")
+    inputs = string_column(records, input_name)
+    outputs = string_column(records, output_name)
     texts, spans = [], []
     for inp, out in zip(inputs, outputs):
         sep = " " if inp and out and not inp[-1].isspace() and not out[0].isspace() else ""
@@ -149,6 +191,8 @@ def pretokenized(records: Records, max_length: int) -> tuple[list[list[int]], li
     ids_col = records.column("input_ids")
     has_labels = "labels" in records.names
     labels_col = records.column("labels") if has_labels else None
+    if getattr(records, "trusted_tokens", False) and has_labels:  # made (and truncated) by our own encoder
+        return ids_col, labels_col, 0
     all_ids, all_labels, truncated = [], [], 0
     for i, ids in enumerate(ids_col):
         if not isinstance(ids, list) or not ids or not all(type(t) is int for t in ids):

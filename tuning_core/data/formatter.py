@@ -9,12 +9,14 @@ sandbox, also compiled once.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from tuning_core.errors import ConfigError, DataError
 from tuning_core.data.readers import MISSING, Records
+from tuning_core.errors import ConfigError, DataError
 
 FIELD_RE = re.compile(r"\{\{\s*([A-Za-z0-9 ._-]+?)\s*\}\}")
+# fms-hf-tuning's form {{element['Tweet text']}}: the same field lookup, written as Jinja.
+ELEMENT_RE = re.compile(r"""\{\{\s*element\s*\[\s*(['"])([A-Za-z0-9 ._-]+?)\1\s*\]\s*\}\}""")
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -23,8 +25,17 @@ def template_fields(template: str) -> list[str]:
     return list(dict.fromkeys(m.group(1) for m in FIELD_RE.finditer(template)))
 
 
-def render_all(template: str, records: Records) -> list[str]:
-    """One string per record. A field missing from a record is a DataError naming the field and the record."""
+def render_all(template: str, records: Records, special_tokens: dict[str, str] | None = None) -> list[str]:
+    """One string per record. A field missing from a record is a DataError naming the field and the record.
+
+    ``special_tokens`` (bos_token, eos_token, ...) may be used as fields; a data field of the same name wins.
+    """
+    template = ELEMENT_RE.sub(lambda m: "{{" + m.group(2) + "}}", template)
+    specials = {k: v for k, v in (special_tokens or {}).items() if k not in records.names}
+    used = [f for f in template_fields(template) if f in specials]
+    if used:  # literal text, so the fast path stays fast
+        template = FIELD_RE.sub(lambda m: specials[m.group(1)].replace("{", "{{ '{' }}")
+                                if m.group(1) in specials else m.group(0), template)
     fields = template_fields(template)
     remainder = FIELD_RE.sub("", template)
     uses_jinja = "{{" in remainder or "{%" in remainder or "{#" in remainder
@@ -38,7 +49,7 @@ def render_all(template: str, records: Records) -> list[str]:
     _check_present(columns, records)
     if uses_jinja:
         columns.update({name: records.column(name) for name in records.names if name not in columns})
-        return _render_jinja(template, columns, records)
+        return _render_jinja(template, columns, records, specials)
     return _render_plain(template, columns)
 
 
@@ -60,7 +71,7 @@ def _render_plain(template: str, columns: dict[str, list]) -> list[str]:
     return [fmt % values for values in zip(*value_lists)]
 
 
-def _render_jinja(template: str, columns: dict[str, list], records: Records) -> list[str]:
+def _render_jinja(template: str, columns: dict[str, list], records: Records, specials: dict) -> list[str]:
     from jinja2 import StrictUndefined, TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -81,7 +92,7 @@ def _render_jinja(template: str, columns: dict[str, list], records: Records) -> 
     for i, values in enumerate(zip(*(columns[n] for n in names))):
         record = {k: v for k, v in zip(names, values) if v is not MISSING}
         try:
-            out.append(render(record, _record=record))
+            out.append(render({**specials, **record}, _record=record, element=record))
         except TemplateError as e:
             raise DataError(f"{records.where(i)}: --data_formatter_template failed: {e}") from None
     return out

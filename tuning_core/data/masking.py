@@ -97,10 +97,12 @@ class SpanEncoder:
         self._tokenizer = tokenizer
         self._continuation = None
         self.eos_id = tokenizer.eos_token_id
+        self.bos_id = getattr(tokenizer, "bos_token_id", None)
         self.max_length = max_length
 
     def encode(self, texts: list[str], spans: list[list[tuple[int, int]]], add_special_tokens: bool = True,
-               append_eos: bool = True) -> Encoded:
+               append_eos: bool = True, prefix_id: tuple[int, list[bool]] | None = None) -> Encoded:
+        """``prefix_id``: (token id, per-text flags) of a masked token to put before the text, e.g. BOS."""
         out = Encoded([], [])
         encodings = self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
         eos = self.eos_id if append_eos else None
@@ -116,9 +118,14 @@ class SpanEncoder:
                 if labels is None:  # a token straddles a border
                     ids, labels = self._piecewise(text, example_spans, ids, lo, hi)
                     out.num_split += 1
+            if add_special_tokens and len(ids) > 1 and ids[0] == ids[1] == self.bos_id:  # the text wrote BOS too
+                del ids[0], labels[0]
             if eos is not None and (not ids or ids[-1] != eos):
                 ids.append(eos)
                 labels.append(eos)
+            if prefix_id is not None and prefix_id[1][len(ids_out)]:
+                ids.insert(0, prefix_id[0])
+                labels.insert(0, IGNORE_INDEX)
             if len(ids) > max_length:
                 del ids[max_length:], labels[max_length:]
                 out.num_truncated += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -10,12 +11,20 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
-from tuning_core.errors import ConfigError, DataError
 from tuning_core.data import cache, formats
 from tuning_core.data.arguments import unescape
+from tuning_core.data.data_config import (
+    DataConfig,
+    DataProcessorConfig,
+    DatasetConfig,
+    from_flags,
+    load_data_config,
+    resolve_paths,
+)
 from tuning_core.data.formats import Settings
-from tuning_core.data.masking import IGNORE_INDEX, SpanEncoder
+from tuning_core.data.masking import IGNORE_INDEX
 from tuning_core.data.readers import parse_files, read_bytes, resolve_files
+from tuning_core.errors import ConfigError, DataError
 
 logger = logging.getLogger("tuning_core.data")
 
@@ -37,25 +46,44 @@ def settings_from_config(config) -> Settings:
         chat_template=get("chat_template"),
         max_seq_length=4096 if get("max_seq_length") is None else int(get("max_seq_length")),
         skip_missing_response_template=bool(get("skip_missing_response_template", False)),
+        instruction_template=unescape(get("instruction_template")),
+        dataset_conversation_field=get("dataset_conversation_field"),
+        packing=bool(get("packing", False)),
     )
 
 
-def prepare_datasets(config, tokenizer) -> ProcessedData:
+def data_config_for(config, handlers: dict | None = None) -> DataConfig:
+    """The run's data config: --data_config_path's file, or the data flags as a one-dataset config."""
+    path = getattr(config, "data_config_path", None)
+    if path:
+        if getattr(config, "training_data_path", None):
+            raise ConfigError("--training_data_path and --data_config_path are alternatives: list the training "
+                              "files under data_paths in the data config")
+        return load_data_config(path, handlers, getattr(config, "validation_data_path", None))
+    if not getattr(config, "training_data_path", None):
+        raise ConfigError("--training_data_path is required: the file, directory or glob of training data "
+                          "(or --data_config_path)")
+    return from_flags(config)
+
+
+def prepare_datasets(config, tokenizer, pm=None) -> ProcessedData:
+    from tuning_core.data.handlers import registered_handlers
+
     settings = settings_from_config(config)
     formats.check_flags(settings)
-    train_path = getattr(config, "training_data_path", None)
-    if not train_path:
-        raise ConfigError("--training_data_path is required: the file, directory or glob of training data")
+    handlers = registered_handlers(pm)
+    data_config = data_config_for(config, handlers)
+    files = resolve_paths(data_config)
     use_cache = bool(getattr(config, "data_cache", True))
-    train, stats = process_split(train_path, "--training_data_path", settings, tokenizer, use_cache)
-    _log(stats, "training")
-    eval_ds, eval_stats = None, None
-    eval_path = getattr(config, "validation_data_path", None)
-    if eval_path:
-        eval_ds, eval_stats = process_split(eval_path, "--validation_data_path", settings, tokenizer, use_cache)
-        _log(eval_stats, "validation")
-    stats["eval"] = eval_stats
-    return ProcessedData(train, eval_ds, stats)
+    parts = []
+    for d in data_config.datasets:
+        dataset, stats = process_dataset(d, files[d.name], settings, tokenizer, handlers, data_config.dataprocessor,
+                                         use_cache)
+        _log(stats, d.where if data_config.path else ("validation" if d.share("validation") else "training"))
+        parts.append((d, dataset, stats))
+    from tuning_core.data.mixing import combine
+
+    return combine(parts, data_config, settings.max_seq_length if settings.packing else None)
 
 
 def save_processed(processed: ProcessedData, output_dir) -> list[Path]:
@@ -64,6 +92,10 @@ def save_processed(processed: ProcessedData, output_dir) -> list[Path]:
     for name, ds in (("train_dataset", processed.train), ("validation_dataset", processed.eval)):
         if ds is None:
             continue
+        if not hasattr(ds, "to_parquet"):  # streamed: materialize what it yields
+            import datasets
+
+            ds = datasets.Dataset.from_list(list(ds))
         folder = Path(output_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / "data.parquet"
@@ -73,13 +105,31 @@ def save_processed(processed: ProcessedData, output_dir) -> list[Path]:
 
 
 def process_split(path_spec: str, flag: str, settings: Settings, tokenizer, use_cache: bool = True):
+    """One file, directory or glob processed as the data flags say (the flag path of ``process_dataset``)."""
+    from tuning_core.data.handlers import registered_handlers
+
+    d = DatasetConfig("training", [path_spec], where=flag, flag=flag)
+    return process_dataset(d, resolve_files(path_spec, flag), settings, tokenizer, registered_handlers(),
+                           DataProcessorConfig(), use_cache)
+
+
+def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, handlers: dict,
+                    processor: DataProcessorConfig, use_cache: bool = True):
+    """Read one dataset's files, run its handlers, then (untokenized data) the format's handler: one
+    (datasets.Dataset of input_ids/labels, stats). The result is cached by content, settings and tokenizer."""
+    from tuning_core.data.handlers import HandlerContext, apply_handler
+
     start = time.perf_counter()
-    files = read_bytes(resolve_files(path_spec, flag))
-    encoder = SpanEncoder(tokenizer, settings.max_seq_length)
+    files = read_bytes(paths, d.builder)
+    chat_template = processor.chat_template or settings.chat_template
+    context = HandlerContext(tokenizer, settings.max_seq_length, d.where, notes={"chat_template": chat_template})
+    encoder = context.span_encoder()
     key_settings = dataclasses.asdict(settings)
-    key_settings["chat_template"] = _chat_template_identity(settings.chat_template)
-    key = cache.cache_key([f.digest for f in files], key_settings,
+    key_settings["chat_template"] = _chat_template_identity(chat_template)
+    key_settings["handlers"] = [(h.name, h.arguments, handlers[h.name].identity()) for h in d.data_handlers]
+    key = cache.cache_key([f.digest for f in files], json.loads(json.dumps(key_settings, default=str)),
                           cache.tokenizer_fingerprint(tokenizer, encoder.backend))
+    label = d.flag and d.data_paths[0] or d.where
     if use_cache:
         hit = cache.load(key)
         if hit is not None:
@@ -88,33 +138,41 @@ def process_split(path_spec: str, flag: str, settings: Settings, tokenizer, use_
             return dataset, stats
 
     records = parse_files(files)
-    fmt = formats.detect_format(settings, records)
-    stats = {"format": fmt, "files": [str(f.path) for f in files], "num_records": len(records),
+    stats = {"files": [str(f.path) for f in files], "num_records": len(records),
              "max_seq_length": settings.max_seq_length}
-    if fmt == "pretokenized":
-        ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length)
-        index_of = None
-        stats.update(num_truncated=truncated, num_skipped_no_template=0)
-    else:
-        texts = _texts(fmt, settings, records, tokenizer)
-        encoded = encoder.encode(texts.texts, texts.spans, texts.add_special_tokens, texts.append_eos)
-        ids, labels = encoded.input_ids, encoded.labels
-        index_of = texts.keep
-        stats.update(num_truncated=encoded.num_truncated, num_split_at_border=encoded.num_split,
-                     num_skipped_no_template=texts.notes.get("num_skipped_no_template", 0), **{
-                         k: v for k, v in texts.notes.items() if k not in ("num_skipped_no_template",)})
-        if stats["num_skipped_no_template"]:
-            logger.warning("%s: dropped %d examples without the response template %r (first: %s)", path_spec,
-                           stats["num_skipped_no_template"], settings.response_template,
-                           ", ".join(records.where(i) for i in texts.notes["skipped_indices"][:3]))
+    used = []
+    for i, spec in enumerate(d.data_handlers):
+        context.where = f"{d.where}: data_handlers[{i}] ({spec.name})"
+        records = apply_handler(spec.name, handlers[spec.name], spec.arguments, records, context)
+        used.append(spec.name)
+    context.where = d.where
+    # Data a handler tokenized is used as it is; the text flags are for the datasets still untokenized.
+    fmt = "pretokenized" if used and "input_ids" in records.names else formats.detect_format(settings, records)
+    if fmt != "pretokenized":
+        for name, arguments in _format_handlers(fmt, settings):
+            records = apply_handler(name, handlers[name], arguments, records, context)
+    elif used:
+        fmt = used[-1] if getattr(records, "trusted_tokens", False) else "pretokenized"
+    stats["format"] = fmt
+    ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length)
+    notes = context.notes
+    stats.update(num_truncated=truncated + notes.get("num_truncated", 0),
+                 num_skipped_no_template=notes.get("num_skipped_no_template", 0))
+    for k in ("num_split_at_border", "num_turns_located_by_content"):
+        if k in notes:
+            stats[k] = notes[k]
+    if stats["num_skipped_no_template"]:
+        logger.warning("%s: dropped %d examples without the response template %r (first: %s)", label,
+                       stats["num_skipped_no_template"], settings.response_template,
+                       ", ".join(notes.get("skipped_where", [])))
 
-    ids, labels, untrained = _drop_untrained(ids, labels, index_of)
+    ids, labels, untrained = _drop_untrained(ids, labels, None)
     if untrained:
         logger.warning("%s: dropped %d examples with no token to train on (all labels -100%s); first: %s",
-                       path_spec, len(untrained), ", e.g. truncated to --max_seq_length before the response"
+                       label, len(untrained), ", e.g. truncated to --max_seq_length before the response"
                        if stats["num_truncated"] else "", ", ".join(records.where(i) for i in untrained[:3]))
     if not ids:
-        raise DataError(f"{path_spec}: no example is left to train on: each one has all labels -100 "
+        raise DataError(f"{label}: no example is left to train on: each one has all labels -100 "
                         f"(nothing after the response template, no assistant turn, or truncated by "
                         f"--max_seq_length {settings.max_seq_length})")
     stats.update(num_examples=len(ids), num_dropped_no_labels=len(untrained),
@@ -132,27 +190,30 @@ def process_split(path_spec: str, flag: str, settings: Settings, tokenizer, use_
     return dataset, stats
 
 
-def _texts(fmt: str, settings: Settings, records, tokenizer) -> formats.Texts:
+FORMATTED = "__tuning_core_formatted_text"
+
+
+def _format_handlers(fmt: str, settings: Settings) -> list[tuple[str, dict]]:
+    """The built-in handlers that process untokenized data the way the data flags ask: the flag path is a data
+    config whose handlers are chosen from the format."""
+    def completion(column):
+        return ("tokenize_and_mask_completion", {"fn_kwargs": {
+            "text_column_name": column, "response_template": settings.response_template,
+            "instruction_template": settings.instruction_template,
+            "skip_missing_response_template": settings.skip_missing_response_template}})
+
     if fmt == "input_output":
-        return formats.input_output_texts(records)
+        return [("tokenize_and_apply_input_masking",
+                 {"fn_kwargs": {"input_column_name": "input", "output_column_name": "output"}})]
     if fmt == "text_field":
-        texts = formats.string_column(records, settings.dataset_text_field, "--dataset_text_field")
-        return formats.completion_texts(texts, settings.response_template, records,
-                                        settings.skip_missing_response_template)
+        return [completion(settings.dataset_text_field)]
     if fmt == "formatter_template":
-        from tuning_core.data.formatter import render_all
-
-        texts = render_all(settings.data_formatter_template, records)
-        return formats.completion_texts(texts, settings.response_template, records,
-                                        settings.skip_missing_response_template)
+        return [("apply_custom_jinja_template", {"fn_kwargs": {
+            "formatted_text_column_name": FORMATTED, "template": settings.data_formatter_template}}),
+                completion(FORMATTED)]
     if fmt == "chat":
-        from tuning_core.data.chat import render_chats, resolve_chat_template
-
-        template = resolve_chat_template(settings.chat_template, tokenizer)
-        texts, spans, fallbacks = render_chats(records, tokenizer, template)
-        # The template writes the special tokens (BOS, end-of-turn) itself.
-        return formats.Texts(texts, spans, add_special_tokens=False, append_eos=False,
-                             notes={"num_turns_located_by_content": fallbacks})
+        return [("tokenize_and_apply_chat_template_with_masking",
+                 {"fn_kwargs": {"conversation_column": settings.conversation_field}})]
     raise AssertionError(fmt)
 
 

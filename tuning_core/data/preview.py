@@ -20,12 +20,17 @@ def render_preview(data, tokenizer, n: int = 3, color: bool = False, as_json: bo
     """``data`` is a ProcessedData (its stats head the text) or a dataset with input_ids/labels."""
     dataset = getattr(data, "train", data)
     stats = getattr(data, "stats", None)
-    rows = [dataset[i] for i in range(min(n, len(dataset)))]
+    if hasattr(dataset, "__len__"):
+        rows = [dataset[i] for i in range(min(n, len(dataset)))]
+    else:  # streamed
+        from itertools import islice
+
+        rows = list(islice(iter(dataset), n))
     if as_json:
         return "\n".join(json.dumps(_json_row(i, r, tokenizer), ensure_ascii=False) for i, r in enumerate(rows))
     out = []
     if stats:
-        out.append(_summary(stats, len(dataset)))
+        out.append(_summary(stats, stats.get("num_examples", 0) if not hasattr(dataset, "__len__") else len(dataset)))
     if not color:
         out.append(f"(trained text is between {OPEN} and {CLOSE}; ↵ marks a newline)")
     for i, row in enumerate(rows):

@@ -27,10 +27,19 @@ class DataFile:
     path: Path
     content: bytes
     digest: str
+    kind: str | None = None  # the extension to read it as (a data config's ``builder``), else its own
+
+    @property
+    def ext(self) -> str:
+        return self.kind or self.path.suffix.lower()
 
 
-def resolve_files(spec: str, flag: str = "--training_data_path") -> list[Path]:
-    """The data files named by ``spec``: one file, every data file in a directory, or a glob pattern."""
+BUILDER_EXTENSIONS = {"json": ".json", "jsonl": ".json", "parquet": ".parquet", "arrow": ".arrow", "csv": ".csv"}
+
+
+def resolve_files(spec: str, flag: str = "--training_data_path", builder: str | None = None) -> list[Path]:
+    """The data files named by ``spec``: one file, every data file in a directory, or a glob pattern. With a
+    ``builder`` (json, parquet, ...) files are read as that, whatever their extension."""
     path = Path(spec).expanduser()
     if any(ch in spec for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
@@ -38,7 +47,7 @@ def resolve_files(spec: str, flag: str = "--training_data_path") -> list[Path]:
             raise DataError(f"{flag} {spec}: the pattern matches no files")
     elif path.is_dir():
         files = sorted(p for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS)
+                       if p.is_file() and not p.name.startswith(".") and (builder or p.suffix.lower() in EXTENSIONS))
         if not files:
             raise DataError(f"{flag} {spec}: the directory has no data files ({', '.join(EXTENSIONS)})")
     elif path.exists():
@@ -46,19 +55,19 @@ def resolve_files(spec: str, flag: str = "--training_data_path") -> list[Path]:
     else:
         raise DataError(f"{flag} {spec}: no such file or directory")
     for f in files:
-        if f.suffix.lower() not in EXTENSIONS:
+        if not builder and f.suffix.lower() not in EXTENSIONS:
             raise DataError(f"{f}: unsupported file extension '{f.suffix}'; expected one of {', '.join(EXTENSIONS)}")
     return files
 
 
-def read_bytes(paths: list[Path]) -> list[DataFile]:
+def read_bytes(paths: list[Path], builder: str | None = None) -> list[DataFile]:
     out = []
     for p in paths:
         try:
             content = p.read_bytes()
         except OSError as e:
             raise DataError(f"cannot read {p}: {e.strerror or e}") from None
-        out.append(DataFile(p, content, hashlib.sha256(content).hexdigest()))
+        out.append(DataFile(p, content, hashlib.sha256(content).hexdigest(), BUILDER_EXTENSIONS.get(builder or "")))
     return out
 
 
@@ -108,6 +117,18 @@ class Records:
             out.extend(s.column(name))
         return out
 
+    def with_columns(self, columns: dict[str, list]) -> Records:
+        """New records with these columns; rows keep their origin for error messages when the count holds."""
+        n = len(next(iter(columns.values()))) if columns else len(self)
+        origin = list(range(n)) if n == len(self) else None
+        return _Derived(columns, self, origin, n)
+
+    def select(self, indices: list[int]) -> Records:
+        """The records at ``indices`` (in that order), keeping their origin."""
+        columns = {name: self.column(name) for name in self.names}
+        columns = {name: [col[i] for i in indices] for name, col in columns.items()}
+        return _Derived(columns, self, list(indices), len(indices))
+
     def where(self, index: int) -> str:
         """'example 7 (data/train.jsonl line 8)': how a person finds record ``index``."""
         for s, start in zip(reversed(self.sources), reversed(self._starts)):
@@ -116,6 +137,26 @@ class Records:
                 if s.lines is not None:
                     return f"example {index} ({s.path} line {s.lines[local]})"
                 return f"example {index} ({s.path} row {local})"
+        return f"example {index}"
+
+
+class _Derived(Records):
+    """Records a data handler produced: their own columns, the origin of each row in the records before."""
+
+    def __init__(self, columns: dict[str, list], parent: Records, origin: list[int] | None, n: int):
+        self.sources = []
+        self._columns = columns
+        self.names = list(columns)
+        self._parent, self._origin, self._len = parent, origin, n
+        self.trusted_tokens = False  # input_ids/labels made by a built-in tokenizing handler: already checked
+
+    def column(self, name: str) -> list:
+        col = self._columns.get(name)
+        return list(col) if col is not None else [MISSING] * self._len
+
+    def where(self, index: int) -> str:
+        if self._origin is not None and 0 <= index < len(self._origin):
+            return self._parent.where(self._origin[index])
         return f"example {index}"
 
 
@@ -129,7 +170,7 @@ def parse_files(files: list[DataFile]) -> Records:
 
 
 def _parse(f: DataFile) -> _Source:
-    ext = f.path.suffix.lower()
+    ext = f.ext
     if ext in (".json", ".jsonl"):
         return _parse_json(f)
     if ext == ".csv":
@@ -148,9 +189,9 @@ def _decode(f: DataFile) -> str:
 def _parse_json(f: DataFile) -> _Source:
     text = _decode(f)
     stripped = text.strip()
-    if f.path.suffix.lower() == ".json" and stripped.startswith("["):
+    if f.ext == ".json" and stripped.startswith("["):
         return _parse_json_array(f, text)
-    if f.path.suffix.lower() == ".json" and stripped.startswith("{") and "\n" in stripped:
+    if f.ext == ".json" and stripped.startswith("{") and "\n" in stripped:
         # One pretty-printed object, or JSON Lines in a .json file: only the latter parses line by line.
         try:
             whole = json.loads(stripped)
@@ -210,7 +251,7 @@ def _parse_arrow(f: DataFile) -> _Source:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ext = f.path.suffix.lower()
+    ext = f.ext
     try:
         if ext == ".parquet":
             table = pq.read_table(pa.BufferReader(f.content))

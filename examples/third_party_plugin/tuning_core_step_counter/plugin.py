@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from tuning_core.plugin_api import ConfigError, hookimpl
+from tuning_core.plugin_api import ConfigError, DataHandler, hookimpl
 
 
 @dataclass
@@ -29,3 +29,10 @@ def tuning_core_trainer_callbacks(config, run):
     if not run.is_main_process:
         return []
     return [StepCounter(run.output_dir, config.step_counter_file)]
+
+
+@hookimpl
+def tuning_core_data_handlers():
+    from tuning_core_step_counter.handlers import tag_output
+
+    return {"tag_output": DataHandler(tag_output, kind="map", description="append a tag to a text column")}

@@ -1,14 +1,15 @@
 """Shared test fixtures for the core and every plugin: tiny models and tokenizers, built once per session."""
 
 import os
-import shutil
 
 import pytest
 
+from tuning_core.testing.gpu import use_interpreter_without_gpu
+
 # Triton reads TRITON_INTERPRET when a kernel is decorated, and any test folder may import kernels first:
-# set it once, before anything, on machines without an NVIDIA GPU (the interpreter runs kernels on CPU tensors).
-if shutil.which("nvidia-smi") is None:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+# set it once, before anything, and only on machines without an NVIDIA GPU (the interpreter runs kernels on
+# CPU tensors; on a GPU the gpu-marked tests must run compiled kernels).
+use_interpreter_without_gpu()
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -139,3 +139,38 @@ def test_cli_command_hook(spy):
 
     assert main(["spy", "--word", "hello"]) == 7
     assert ("spy_command", "hello") in spy.calls
+
+
+class RankSampler:
+    """Answers the sampler hook with a plain sampler that claims (or not) to be this rank's share already."""
+
+    def __init__(self, per_rank):
+        self.per_rank = per_rank
+
+    @hookimpl
+    def tuning_core_train_sampler(self, config, dataset, training_args):
+        self.order = list(range(len(dataset)))[::-3]
+        return SamplerSpec(self.order, kind="sampler", per_rank=self.per_rank, description="every third, reversed")
+
+
+@pytest.mark.parametrize("per_rank", [True, False])
+def test_tuning_core_train_sampler_plain_sampler_per_rank(per_rank, tiny_llama, twitter_data, tmp_path, monkeypatch):
+    """A per-rank plain sampler reaches the loader unsharded; a global one goes through accelerate's sharding."""
+    pm = get_plugin_manager()
+    plugin = RankSampler(per_rank)
+    pm.register(plugin, name="rank_sampler")
+    try:
+        result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", steps=1,
+                                         batch=4))
+    finally:
+        pm.unregister(plugin)
+    trainer = result.trainer
+    prepared = []
+    real_prepare = trainer.accelerator.prepare
+    monkeypatch.setattr(trainer.accelerator, "prepare", lambda *a: prepared.append(a) or real_prepare(*a))
+    loader = trainer.get_train_dataloader()
+    assert len(prepared) == (0 if per_rank else 1)
+    first_batch = next(iter(loader))
+    expected = [len(trainer.train_dataset[i]["input_ids"]) for i in plugin.order[:4]]
+    assert first_batch["attention_mask"].sum(dim=1).tolist() == expected
+    assert len(loader) == len(plugin.order) // 4 + (len(plugin.order) % 4 > 0)

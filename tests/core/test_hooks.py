@@ -61,8 +61,6 @@ class Spy:
     def tuning_core_train_sampler(self, config, dataset, training_args):
         self.calls.append(("train_sampler", len(dataset)))
         if self.take_over:
-            import torch
-
             order = list(range(len(dataset)))[::-1]  # deterministic: last example first
             self.order = order
             return SamplerSpec(order, kind="sampler", description="reversed order")

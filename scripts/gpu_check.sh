@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one command, for whoever gets a CUDA machine (about 5 minutes on one H100):
+# Every GPU check in one command, for whoever gets a CUDA machine (under 8 minutes: each part has a timeout):
 #   bash scripts/gpu_check.sh [RESULTS_DIR]        (default: gpu_results/<UTC time>)
 # Runs every gpu-marked test (compiled Triton kernels: TRITON_INTERPRET must be unset, and the tests count
 # launches), then benchmarks/kernels.py and benchmarks/quantized.py on CUDA. Writes JSON lines:
@@ -19,7 +19,7 @@ python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/device.txt"
 
 status=0
-timeout 300 python3 -m pytest -m gpu -q -p no:cacheprovider --junitxml="$out/tests.xml" tests plugins \
+timeout 240 python3 -m pytest -m gpu -q -p no:cacheprovider --junitxml="$out/tests.xml" tests plugins \
     > "$out/tests.log" 2>&1 || status=1
 python3 - "$out" <<'PY' || status=1
 import json, sys
@@ -41,9 +41,9 @@ total = sum(1 for _ in open(f"{out}/tests.jsonl"))
 print(f"gpu tests: {total} collected, {bad} failed, {skipped} skipped (see messages) -> {out}/tests.jsonl")
 sys.exit(1 if bad else 0)
 PY
-timeout 150 python3 benchmarks/kernels.py --device cuda --size quick > "$out/kernels.jsonl" 2> "$out/kernels.log" \
+timeout 100 python3 benchmarks/kernels.py --device cuda --size quick > "$out/kernels.jsonl" 2> "$out/kernels.log" \
     || { echo "benchmarks/kernels.py failed: $out/kernels.log"; status=1; }
-timeout 150 python3 benchmarks/quantized.py --device cuda > "$out/quantized.jsonl" 2> "$out/quantized.log" \
+timeout 120 python3 benchmarks/quantized.py --device cuda > "$out/quantized.jsonl" 2> "$out/quantized.log" \
     || { echo "benchmarks/quantized.py failed: $out/quantized.log"; status=1; }
 echo "results in $out (exit $status)"
 exit $status

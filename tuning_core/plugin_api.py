@@ -138,7 +138,7 @@ def resolve_dtype(name: str) -> Any:
 
 
 def resolve_attention(config) -> str:
-    """The ``attn_implementation`` for this run: ``--attn_implementation``, flash-attn when asked/available, else sdpa."""
+    """The ``attn_implementation`` for the run: ``--attn_implementation``, flash-attn if asked/available, else sdpa."""
     from tuning_core.builtin.model_loader import resolve_attention as resolve
 
     return resolve(config)

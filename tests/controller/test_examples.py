@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tuning_core.controller.callback import TrainerControllerCallback
-from tuning_core.testing.training import logged
 from tuning_core.controller.patience import Patience
+from tuning_core.testing.training import logged
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "trainercontroller_configs"
 pytestmark = pytest.mark.slow

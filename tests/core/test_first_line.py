@@ -23,5 +23,5 @@ def test_peft_error_with_an_empty_message_is_a_config_error(monkeypatch):
 
     monkeypatch.setattr(builtin_peft, "lora_config_from", lambda config, model: None)
     monkeypatch.setattr(peft, "get_peft_model", fails)
-    with pytest.raises(ConfigError, match="^cannot apply lora: ValueError$"):
+    with pytest.raises(ConfigError, match=r"^cannot apply lora: ValueError$"):
         builtin_peft.tuning_core_augment_model(SimpleNamespace(peft_method="lora"), object(), None)

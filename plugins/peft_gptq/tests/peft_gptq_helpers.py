@@ -5,7 +5,6 @@ import json
 import torch
 
 from tuning_core.testing.training import logged_values, train_argv
-
 from tuning_core_peft_gptq import packing
 from tuning_core_peft_gptq.qlinear import QuantLinear
 

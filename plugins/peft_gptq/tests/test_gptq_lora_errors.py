@@ -18,5 +18,5 @@ def test_empty_peft_error_names_the_flag(monkeypatch):
     monkeypatch.setattr(lora, "lora_config", lambda config, model, gptq: None)
     monkeypatch.setattr(peft, "get_peft_model", fails)
     config = SimpleNamespace(training_args=SimpleNamespace(gradient_checkpointing=False))
-    with pytest.raises(ConfigError, match="^cannot apply LoRA with --auto_gptq: ValueError$"):
+    with pytest.raises(ConfigError, match=r"^cannot apply LoRA with --auto_gptq: ValueError$"):
         lora.add_lora(config, object(), gptq=True)

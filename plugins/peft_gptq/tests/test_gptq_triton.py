@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from peft_gptq_helpers import random_layer
+
 from tuning_core.testing.gpu import count_triton_launches, interpreter_requested
 
 pytest.importorskip("triton")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tuning_core.plugin_api import ConfigError, first_line, lora_config_from
-
 from tuning_core_peft_gptq.qlinear import QuantLinear
 
 

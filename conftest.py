@@ -1,14 +1,15 @@
 """Shared test fixtures for the core and every plugin: tiny models and tokenizers, built once per session."""
 
 import os
-import shutil
 
 import pytest
 
+from tuning_core.testing.gpu import use_interpreter_without_gpu
+
 # Triton reads TRITON_INTERPRET when a kernel is decorated, and any test folder may import kernels first:
-# set it once, before anything, on machines without an NVIDIA GPU (the interpreter runs kernels on CPU tensors).
-if shutil.which("nvidia-smi") is None:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+# set it once, before anything, and only on machines without an NVIDIA GPU (the interpreter runs kernels on
+# CPU tensors; on a GPU the gpu-marked tests must run compiled kernels).
+use_interpreter_without_gpu()
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,24 +68,21 @@ def twitter_data():
 
 
 @pytest.fixture
-def plugins_enabled(monkeypatch):
+def plugins_enabled():
     """Call with entry-point names to load only those plugins (none: built-ins only) for one test."""
-    from tuning_core.plugins import reset_plugin_manager
+    from contextlib import ExitStack
 
-    def enable(*names):
-        monkeypatch.setenv("TUNING_CORE_PLUGINS", ",".join(names))
-        reset_plugin_manager()
+    from tuning_core.testing.plugins import only_plugins
 
-    yield enable
-    reset_plugin_manager()
+    with ExitStack() as stack:
+        yield lambda *names: stack.enter_context(only_plugins(*names))
 
 
 @pytest.fixture
-def builtin_plugins_only(monkeypatch):
+def builtin_plugins_only():
     """A plugin manager with only the built-ins, rebuilt for this test and forgotten after it."""
-    from tuning_core.plugins import get_plugin_manager, reset_plugin_manager
+    from tuning_core.plugins import get_plugin_manager
+    from tuning_core.testing.plugins import only_plugins
 
-    monkeypatch.setenv("TUNING_CORE_PLUGINS", "")
-    reset_plugin_manager()
-    yield get_plugin_manager()
-    reset_plugin_manager()
+    with only_plugins():
+        yield get_plugin_manager()

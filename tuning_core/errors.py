@@ -1,6 +1,12 @@
 """User-facing errors: the CLI prints these without a traceback and exits non-zero."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message for a one-line error, or its type if it has none."""
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(e).__name__
+
+
 class UserError(Exception):
     """A mistake in the user's input. Printed as one clear message; exit code ``exit_code``."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning_core.errors import UserError
+from tuning_core.errors import UserError, first_line
 
 ADAPTER_CONFIG = "adapter_config.json"
 PROMPT_LEARNING_TYPES = {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING"}
@@ -100,7 +100,7 @@ def load_for_inference(model: str, base_model_name_or_path: str | None = None, t
             model_obj = PeftModel.from_pretrained(model_obj, str(ckpt.path))
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise UserError(f"cannot load the adapter in {ckpt.path} onto '{ckpt.base}': "
-                            f"{str(e).strip().splitlines()[0]}") from None
+                            f"{first_line(e)}") from None
         description += f" + {ckpt.peft_type or 'adapter'} from {ckpt.path}"
     if getattr(model_obj.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model_obj.config.pad_token_id = tokenizer.pad_token_id

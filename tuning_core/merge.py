@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tuning_core.errors import UserError
+from tuning_core.errors import UserError, first_line
 from tuning_core.infer import PROMPT_LEARNING_TYPES, load_for_inference, resolve_checkpoint
 
 
@@ -37,7 +37,7 @@ def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | No
     try:
         merged = peft_model.merge_and_unload()
     except (AttributeError, ValueError, NotImplementedError) as e:
-        raise UserError(f"cannot merge the adapter in {model}: {str(e).strip().splitlines()[0]}") from None
+        raise UserError(f"cannot merge the adapter in {model}: {first_line(e)}") from None
     if base_dtype is not None:
         merged = merged.to(base_dtype)
 

@@ -1,17 +1,19 @@
-"""What a plugin imports: the hook marker and the small types hooks return.
+"""What a plugin imports: the hook marker, the small types hooks return, and the helpers plugins share.
 
-Kept free of torch and transformers so `tuning-core plugins` stays fast.
+Plugins import only this module from tuning_core (a test walks their imports). It stays free of torch and
+transformers at import time so `tuning-core plugins` stays fast: the helpers import what they need when called.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import pluggy
 
 from tuning_core.data.handlers import DataHandler, HandlerContext
-from tuning_core.errors import ConfigError, DataError, UserError
+from tuning_core.errors import ConfigError, DataError, UserError, first_line
 from tuning_core.hookspecs import PROJECT
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -19,7 +21,15 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 __all__ = [
     "hookimpl",
     "ConfigError",
+    "DataError",
     "UserError",
+    "first_line",
+    "resolve_dtype",
+    "resolve_attention",
+    "load_tokenizer",
+    "lora_config_from",
+    "bundled_dataset_path",
+    "QuantizedLinear",
     "LoadedModel",
     "PatchReport",
     "SamplerSpec",
@@ -28,7 +38,6 @@ __all__ = [
     "RunContext",
     "DataHandler",
     "HandlerContext",
-    "DataError",
 ]
 
 
@@ -104,3 +113,56 @@ class RunContext:
     is_main_process: bool = True
     timings: dict[str, float] = field(default_factory=dict)  # e.g. "model_load_seconds"
     notes: list[str] = field(default_factory=list)  # extra banner lines
+
+
+@runtime_checkable
+class QuantizedLinear(Protocol):
+    """A frozen quantized linear layer (a module whose ``forward(x)`` is ``x W^T + b``) that other plugins,
+    e.g. fused LoRA, can build on without knowing the quantizer.
+
+    ``dequantize(dtype)`` returns the dense weight as ``[in_features, out_features]`` (the transpose of
+    ``nn.Linear.weight``). A layer may also offer ``input_grad(dy)`` returning ``dy W`` for 2-D ``dy``
+    without building the dense weight (e.g. a fused kernel); without it, users fall back to ``dequantize``.
+    """
+
+    in_features: int
+    out_features: int
+
+    def dequantize(self, dtype: Any) -> Any: ...
+
+
+# --- helpers for plugins: documented in docs/plugins.md ("Plugin utilities"); imports stay inside.
+
+def resolve_dtype(name: str) -> Any:
+    """The torch dtype for a ``--torch_dtype`` value; "auto" is bfloat16 (or float16) on a GPU, else float32."""
+    from tuning_core.builtin.model_loader import resolve_dtype as resolve
+
+    return resolve(name)
+
+
+def resolve_attention(config) -> str:
+    """The ``attn_implementation`` for the run: ``--attn_implementation``, flash-attn if asked/available, else sdpa."""
+    from tuning_core.builtin.model_loader import resolve_attention as resolve
+
+    return resolve(config)
+
+
+def load_tokenizer(config) -> Any:
+    """The run's tokenizer (``--tokenizer_name_or_path`` or the model's), a UserError naming the path if it fails."""
+    from tuning_core.builtin.model_loader import load_tokenizer as load
+
+    return load(config)
+
+
+def lora_config_from(config, model) -> Any:
+    """The peft ``LoraConfig`` the LoRA flags (``--r``, ``--lora_alpha``, ``--target_modules``...) describe."""
+    from tuning_core.builtin.peft import lora_config_from as build
+
+    return build(config, model)
+
+
+def bundled_dataset_path() -> Path:
+    """The small JSONL dataset shipped with tuning-core (fields "Tweet text", "text_label", "output")."""
+    from tuning_core.testing.tiny import bundled_dataset_path as bundled
+
+    return bundled()

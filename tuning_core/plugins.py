@@ -2,12 +2,16 @@
 
 TUNING_CORE_PLUGINS=a,b loads only those entry points; set but empty loads none.
 Built-ins always load: they are the default answer to every provider hook.
+TUNING_CORE_TRACE_PLUGINS=1 prints every hook call, its arguments and its result to stderr.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import sys
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -18,6 +22,8 @@ from tuning_core.errors import UserError
 
 ENTRY_POINT_GROUP = "tuning_core"
 ENV_FILTER = "TUNING_CORE_PLUGINS"
+ENV_TRACE = "TUNING_CORE_TRACE_PLUGINS"
+TRACE_VALUE_CHARS = 300  # a config or a model repr runs to pages
 
 BUILTIN_MODULES = [
     "tuning_core.builtin.model_loader",
@@ -96,7 +102,36 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
         if missing:
             raise PluginLoadError(
                 f"{ENV_FILTER} names plugins that are not installed: {', '.join(sorted(missing))}")
+    if os.environ.get(ENV_TRACE, "") not in ("", "0"):
+        trace_hook_calls(pm)
     return pm, infos
+
+
+def _short(value) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= TRACE_VALUE_CHARS else text[:TRACE_VALUE_CHARS] + "..."
+
+
+def trace_hook_calls(pm: pluggy.PluginManager, stream=None):
+    """Print each hook call (arguments, the plugins it goes to) and its result, through pluggy's monitoring.
+
+    Returns the function that stops tracing."""
+
+    def write(line: str) -> None:
+        print(line, file=stream or sys.stderr, flush=True)
+
+    def before(hook_name, hook_impls, kwargs):
+        args = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
+        plugins = ", ".join(impl.plugin_name for impl in reversed(hook_impls))
+        write(f"[trace] {hook_name}({args}) -> plugins: {plugins}")
+
+    def after(outcome, hook_name, hook_impls, kwargs):
+        if outcome.exception is not None:
+            write(f"[trace] {hook_name} raised {type(outcome.exception).__name__}: {outcome.exception}")
+        else:
+            write(f"[trace] {hook_name} returned {_short(outcome.get_result())}")
+
+    return pm.add_hookcall_monitoring(before, after)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -117,29 +152,58 @@ def reset_plugin_manager() -> None:
     _manager, _infos = None, {}
 
 
-def call_first(pm: pluggy.PluginManager, hook_name: str, **kwargs):
-    """Call a firstresult hook in pluggy's order and say which plugin answered: (name, result)."""
+# Which plugin answered a hook call, for the banner. Hooks are called through pluggy (so wrappers run);
+# each implementation's function is wrapped, once, to note its non-None answer in the active record.
+_answers: ContextVar[list | None] = ContextVar("tuning_core_hook_answers", default=None)
+
+
+def _recorded(function, hook_name: str, plugin_name: str):
+    @functools.wraps(function)
+    def recorded(*args):
+        result = function(*args)
+        answers = _answers.get()
+        if answers is not None and result is not None:
+            answers.append((hook_name, plugin_name, result))
+        return result
+
+    recorded.tuning_core_recorded = True  # type: ignore[attr-defined]
+    return recorded
+
+
+def _call_recording(pm: pluggy.PluginManager, hook_name: str, kwargs: dict):
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        result = impl.function(*[kwargs[a] for a in impl.argnames])
-        if result is not None:
-            return impl.plugin_name, result
-    return None, None
+    for impl in hook.get_hookimpls():
+        if not (impl.hookwrapper or impl.wrapper or getattr(impl.function, "tuning_core_recorded", False)):
+            impl.function = _recorded(impl.function, hook_name, impl.plugin_name)
+    answers: list = []
+    token = _answers.set(answers)
+    try:
+        result = hook(**kwargs)
+    finally:
+        _answers.reset(token)
+    # Nested hook calls made by an implementation record into their own list; filter by name all the same.
+    return result, [(name, answer) for hook, name, answer in answers if hook == hook_name]
+
+
+def _answered_by(result, answers: list) -> str | None:
+    for name, answer in answers:
+        if answer is result:
+            return name
+    return answers[-1][0] if answers else None  # a wrapper replaced the answer: credit the plugin that gave it
+
+
+def call_first(pm: pluggy.PluginManager, hook_name: str, **kwargs):
+    """Call a firstresult hook through pluggy and say which plugin answered: (name, result)."""
+    result, answers = _call_recording(pm, hook_name, kwargs)
+    if result is None:
+        return None, None
+    return _answered_by(result, answers), result
 
 
 def call_all(pm: pluggy.PluginManager, hook_name: str, **kwargs):
-    """Call a collecting hook and pair each non-None result with its plugin: [(name, result)]."""
-    hook = getattr(pm.hook, hook_name)
-    out = []
-    for impl in reversed(hook.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        result = impl.function(*[kwargs[a] for a in impl.argnames])
-        if result is not None:
-            out.append((impl.plugin_name, result))
-    return out
+    """Call a collecting hook through pluggy and pair each non-None result with its plugin: [(name, result)]."""
+    results, answers = _call_recording(pm, hook_name, kwargs)
+    return [(_answered_by(result, answers), result) for result in results]
 
 
 def hooks_implemented(pm: pluggy.PluginManager, name: str) -> list[str]:

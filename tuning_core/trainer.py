@@ -53,13 +53,17 @@ class TuningTrainer(SFTTrainer):
 
     def get_train_dataloader(self):
         spec = self.sampler_spec
-        if spec is None or spec.kind != "batch_sampler":
-            return super().get_train_dataloader()
-        loader = EpochAwareLoader(
-            self.train_dataset, batch_sampler=spec.sampler, collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
-        )
-        # A per-rank batch sampler already picked this process's batches: sharding again would drop them.
+        if spec is None or (spec.kind == "sampler" and not spec.per_rank):
+            return super().get_train_dataloader()  # Trainer batches, and accelerate shards, the plugin's sampler
+        if spec.kind == "batch_sampler":
+            batching = dict(batch_sampler=spec.sampler)
+        else:
+            batching = dict(sampler=spec.sampler, batch_size=self._train_batch_size,
+                            drop_last=self.args.dataloader_drop_last)
+        loader = EpochAwareLoader(self.train_dataset, collate_fn=self.data_collator,
+                                  num_workers=self.args.dataloader_num_workers,
+                                  pin_memory=self.args.dataloader_pin_memory, **batching)
+        # A per-rank sampler already picked this process's share: sharding again would drop most of it.
         return loader if spec.per_rank else self.accelerator.prepare(loader)
 
     def _save_checkpoint(self, model, trial):
@@ -76,8 +80,9 @@ class TuningTrainer(SFTTrainer):
 
 
 class EpochAwareLoader(DataLoader):
-    """Forwards Trainer's set_epoch to the batch sampler so each epoch reshuffles deterministically."""
+    """Forwards Trainer's set_epoch to the plugin's (batch) sampler so each epoch reshuffles deterministically."""
 
     def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.batch_sampler, "set_epoch"):
-            self.batch_sampler.set_epoch(epoch)
+        for sampler in (self.batch_sampler, self.sampler):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)

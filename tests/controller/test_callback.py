@@ -209,7 +209,7 @@ class Recorder(Operation):
         Recorder.calls.append((controller, event.state.global_step, metrics["parity"]["even"]))
 
 
-def test_plugin_components_through_the_hook(run_controlled):
+def test_tuning_core_controller_components(run_controlled):
     import pluggy
 
     from tuning_core import hookspecs

@@ -11,6 +11,7 @@ import pytest
 
 from tuning_core.controller.callback import TrainerControllerCallback
 from tuning_core.controller.patience import Patience
+from tuning_core.testing.training import logged
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "trainercontroller_configs"
 pytestmark = pytest.mark.slow
@@ -33,11 +34,6 @@ def train(tiny_llama, twitter_data, tmp_path, builtin_plugins_only):
         return result.trainer.state.global_step, callback, out
 
     return run
-
-
-def logged(out: Path, name: str) -> list[tuple[int, float]]:
-    rows = [json.loads(line) for line in (out / "training_logs.jsonl").read_text().splitlines()]
-    return [(r["data"]["step"], r["data"]["value"]) for r in rows if r["name"] == name]
 
 
 def checkpoint_steps(out: Path) -> list[int]:

@@ -71,17 +71,10 @@ def test_unknown_config_key_names_file_and_closest(tmp_path):
     assert str(f) in str(e.value) and "lora_alpah" in str(e.value) and "lora_alpha" in str(e.value)
 
 
-def test_missing_plugin_flag_names_extra(monkeypatch):
-    monkeypatch.setenv("TUNING_CORE_PLUGINS", "")
-    from tuning_core.plugins import reset_plugin_manager
-
-    reset_plugin_manager()
-    try:
-        with pytest.raises(ConfigError) as e:
-            load_train_config(BASE + ["--padding_free", "huggingface"])
-        assert str(e.value) == "--padding_free needs the packing plugin: pip install 'tuning-core[packing]'"
-    finally:
-        reset_plugin_manager()
+def test_missing_plugin_flag_names_extra(builtin_plugins_only):
+    with pytest.raises(ConfigError) as e:
+        load_train_config(BASE + ["--padding_free", "huggingface"])
+    assert str(e.value) == "--padding_free needs the packing plugin: pip install 'tuning-core[packing]'"
 
 
 def test_bad_values_are_config_errors(tmp_path):

@@ -40,14 +40,11 @@ def launch_env(probe_site):
 @pytest.fixture(scope="session")
 def reference_full(tiny_llama, twitter_data, tmp_path_factory):
     """One process, batch 4, full fine-tuning, 6 steps with checkpoints at 2, 4 and 6."""
-    from tuning_core.plugins import reset_plugin_manager
+    from tuning_core.testing.plugins import only_plugins
     from tuning_core.train import run_training
 
     out = tmp_path_factory.mktemp("reference_full")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TUNING_CORE_PLUGINS", "")
-        reset_plugin_manager()
+    with only_plugins():
         run_training(train_args(tiny_llama, twitter_data, out, "--peft_method", "None", "--use_cpu", "true",
                                 steps=6, per_device=4))
-    reset_plugin_manager()
     return out

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tuning_core.testing.training import logged, read_jsonl, train_argv
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 FSDP_DEFAULTS = ROOT / "fixtures" / "accelerate_fsdp_defaults.yaml"
@@ -32,13 +34,9 @@ def tool(name: str) -> str:
 
 def train_args(model, data, out, *extra, steps=4, per_device=2, save_steps=2):
     """Same flags for every run: constant lr so a 4-step run is the first 4 steps of a 6-step one."""
-    return ["--model_name_or_path", str(model), "--training_data_path", str(data), "--output_dir", str(out),
-            "--dataset_text_field", "output", "--response_template", "\\n### Label:",
-            "--max_steps", str(steps), "--per_device_train_batch_size", str(per_device),
-            "--learning_rate", "1e-3", "--lr_scheduler_type", "constant", "--logging_steps", "1",
-            "--save_strategy", "steps", "--save_steps", str(save_steps), "--seed", "0",
-            "--dataloader_drop_last", "true", "--disable_tqdm", "true", "--torch_dtype", "float32",
-            "--bf16", "false", *extra]
+    return train_argv(model, data, out, "--lr_scheduler_type", "constant", "--save_steps", str(save_steps),
+                      "--dataloader_drop_last", "true", "--torch_dtype", "float32", "--bf16", "false", *extra,
+                      steps=steps, batch=per_device, lr="1e-3", save_strategy="steps")
 
 
 def with_flag(args: list, flag: str, value: str) -> list:
@@ -52,13 +50,8 @@ def moved(args: list, old, new) -> list:
     return [new + a[len(old):] if a == old or a.startswith(old + os.sep) else a for a in map(str, args)]
 
 
-def jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def logged_losses(out) -> list[tuple[int, float]]:
-    return [(r["data"]["step"], r["data"]["value"]) for r in jsonl(Path(out) / "training_logs.jsonl")
-            if r["name"] == "training_loss"]
+jsonl = read_jsonl
+logged_losses = logged
 
 
 def probes(probe_dir) -> list[dict]:

@@ -53,16 +53,13 @@ def fsdp_resumed(fsdp_run, tmp_path_factory, launch_env):
 
 @pytest.fixture(scope="module")
 def reference_lora(tiny_llama, twitter_data, tmp_path_factory):
-    from tuning_core.plugins import reset_plugin_manager
+    from tuning_core.testing.plugins import only_plugins
     from tuning_core.train import run_training
 
     out = tmp_path_factory.mktemp("reference_lora")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TUNING_CORE_PLUGINS", "")
-        reset_plugin_manager()
+    with only_plugins():
         result = run_training(train_args(tiny_llama, twitter_data, out, *LORA, "--save_model_dir", out / "final",
                                          "--use_cpu", "true", steps=3, per_device=4, save_steps=3))
-    reset_plugin_manager()
     return out, result
 
 

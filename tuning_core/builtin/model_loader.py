@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuning_core.config.arguments import ModelArguments
-from tuning_core.errors import ConfigError, UserError
+from tuning_core.errors import ConfigError, UserError, first_line
 from tuning_core.plugin_api import LoadedModel, hookimpl
 
 
@@ -57,10 +57,6 @@ def load_tokenizer(config):
         return AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a tokenizer from '{path}': {first_line(e)}") from None
-
-
-def first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 @hookimpl(trylast=True)

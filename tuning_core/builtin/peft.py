@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tuning_core.config.arguments import LoraArguments, PeftArguments, PromptTuningArguments
-from tuning_core.errors import ConfigError
+from tuning_core.errors import ConfigError, first_line
 from tuning_core.plugin_api import hookimpl
 
 
@@ -76,4 +76,4 @@ def tuning_core_augment_model(config, model, tokenizer):
     try:
         return get_peft_model(model, peft_config)
     except ValueError as e:
-        raise ConfigError(f"cannot apply {config.peft_method}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot apply {config.peft_method}: {first_line(e)}") from None

@@ -71,6 +71,3 @@ class RunArguments:
         default_factory=lambda: ["file_logger"], metadata={
             "help": "Experiment trackers: file_logger (built in, always on), aim (tuning-core[aim]), "
                     "mlflow (tuning-core[mlflow])."})
-
-
-CORE_ARGUMENTS = [ModelArguments, PeftArguments, LoraArguments, PromptTuningArguments, RunArguments]

@@ -16,7 +16,7 @@ class Config:
 
     def __init__(self, sections: list[Any], training_args: Any = None):
         object.__setattr__(self, "_sections", {type(s): s for s in sections})
-        owners = {}
+        owners: dict[str, Any] = {}
         for s in sections:
             for f in dataclasses.fields(s):
                 owners.setdefault(f.name, s)

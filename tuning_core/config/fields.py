@@ -7,6 +7,7 @@ import enum
 import json
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import MISSING, dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ class FieldSpec:
         return out
 
     def _check_choice(self, v, where):
-        if v not in self.choices:
+        if self.choices is not None and v not in self.choices:
             raise ConfigError(
                 f"{where}: invalid value {v!r} for '{self.name}'; expected one of {', '.join(map(str, self.choices))}"
             )
@@ -98,7 +99,7 @@ def to_bool(v: Any) -> bool:
     raise ValueError(v)
 
 
-def specs_for(cls: type, owned_elsewhere: set[str] = frozenset(), lenient: bool = False,
+def specs_for(cls: type, owned_elsewhere: Collection[str] = frozenset(), lenient: bool = False,
               defaults: dict[str, Any] | None = None) -> list[FieldSpec]:
     """Flag specs for every init field of dataclass ``cls``.
 
@@ -122,8 +123,8 @@ def specs_for(cls: type, owned_elsewhere: set[str] = frozenset(), lenient: bool 
             default = defaults[f.name]
         elif f.default is not MISSING:
             default = f.default
-        elif f.default_factory is not MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
         else:
             default = MISSING
         if isinstance(default, enum.Enum):

@@ -20,7 +20,7 @@ def registered_classes(pm=None) -> list[type]:
     classes: list[type] = []
     for result in reversed(pm.hook.tuning_core_config_classes()):
         for cls in result or ():
-            if not dataclasses.is_dataclass(cls):
+            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
                 raise TypeError(f"tuning_core_config_classes returned {cls!r}, which is not a dataclass")
             if cls not in classes:
                 classes.append(cls)

@@ -128,60 +128,84 @@ def plan_from_dict(data: Any, components: ControllerComponents, source: str = "t
 
 
 def _controller(raw: dict, where: str, metrics: dict, actions_of: dict, fail) -> ControllerSpec:
-    _check_keys(raw, CONTROLLER_KEYS, lambda msg: fail(where, msg))
-    triggers = raw.get("triggers")
-    if isinstance(triggers, str):
-        triggers = [triggers]
+    """One entry of ``controllers``: each key is checked by the parser named for it."""
+
+    def fail_here(msg: str):
+        fail(where, msg)
+
+    _check_keys(raw, CONTROLLER_KEYS, fail_here)
+    return ControllerSpec(name=raw["name"], triggers=_triggers(raw, fail_here),
+                          rule=_rule(raw, metrics, fail_here), actions=_actions(raw, actions_of, fail_here),
+                          patience=_patience(raw, where, fail), log_level=_log_level(raw, where, fail))
+
+
+def _one_or_list(value):
+    return [value] if isinstance(value, str) else value
+
+
+def _triggers(raw: dict, fail) -> tuple[str, ...]:
+    triggers = _one_or_list(raw.get("triggers"))
     if not isinstance(triggers, list) or not triggers:
-        fail(where, "'triggers' must list at least one trainer event, e.g. [on_log]")
+        fail("'triggers' must list at least one trainer event, e.g. [on_log]")
     for t in triggers:
         if t not in TRAINER_EVENTS:
-            fail(where, f"unknown trigger {t!r}; valid triggers: {', '.join(TRAINER_EVENTS)}")
+            fail(f"unknown trigger {t!r}; valid triggers: {', '.join(TRAINER_EVENTS)}")
+    return tuple(triggers)
 
+
+def _rule(raw: dict, metrics: dict, fail):
+    """The compiled rule; every name it reads must be a metric defined under controller_metrics."""
     if "rule" not in raw:
-        fail(where, "missing 'rule'")
+        fail("missing 'rule'")
     try:
         rule = compile_rule(raw["rule"])
     except RuleSyntaxError as e:
-        fail(where, f"bad rule: {e}")
+        fail(f"bad rule: {e}")
     unknown = sorted(rule.names - set(metrics))
     if unknown:
         defined = ", ".join(sorted(metrics)) or "none"
-        fail(where, f"the rule uses {', '.join(repr(u) for u in unknown)}, which "
-                    f"{'is not a metric' if len(unknown) == 1 else 'are not metrics'} defined under "
-                    f"controller_metrics (defined: {defined})")
+        fail(f"the rule uses {', '.join(repr(u) for u in unknown)}, which "
+             f"{'is not a metric' if len(unknown) == 1 else 'are not metrics'} defined under "
+             f"controller_metrics (defined: {defined})")
+    return rule
 
-    ops = raw.get("operations")
-    if isinstance(ops, str):
-        ops = [ops]
+
+def _actions(raw: dict, actions_of: dict, fail) -> tuple[tuple[str, str], ...]:
+    """``operations`` as (operation, action) pairs, each an action that defined operation has."""
+    ops = _one_or_list(raw.get("operations"))
     if not isinstance(ops, list) or not ops:
-        fail(where, "'operations' must list at least one action, e.g. [hfcontrols.should_training_stop]")
+        fail("'operations' must list at least one action, e.g. [hfcontrols.should_training_stop]")
     actions = []
     for op in ops:
         if not isinstance(op, str) or "." not in op:
-            fail(where, f"operation {op!r} must look like <operation>.<action>, e.g. hfcontrols.should_save")
+            fail(f"operation {op!r} must look like <operation>.<action>, e.g. hfcontrols.should_save")
         op_name, action = op.split(".", 1)
         if op_name not in actions_of:
-            fail(where, f"unknown operation '{op_name}' in {op!r}; defined operations: "
-                        f"{', '.join(sorted(actions_of))}")
+            fail(f"unknown operation '{op_name}' in {op!r}; defined operations: {', '.join(sorted(actions_of))}")
         if action not in actions_of[op_name]:
-            fail(where, f"operation '{op_name}' has no action '{action}'; its actions: "
-                        f"{', '.join(sorted(actions_of[op_name]))}")
+            fail(f"operation '{op_name}' has no action '{action}'; its actions: "
+                 f"{', '.join(sorted(actions_of[op_name]))}")
         actions.append((op_name, action))
+    return tuple(actions)
 
-    patience = None
-    if raw.get("patience") is not None:
-        p = raw["patience"]
-        if not isinstance(p, dict):
-            fail(where, "'patience' must be a mapping with patience_threshold (and optionally mode)")
-        p = _normalise_keys(p)
-        _check_keys(p, PATIENCE_KEYS, lambda msg: fail(where + " patience", msg))
-        try:
-            checked = Patience(p.get("patience_threshold", 1), p.get("mode", "reset_on_failure"))
-        except ValueError as e:
-            fail(where, str(e))
-        patience = (checked.threshold, checked.mode)
 
+def _patience(raw: dict, where: str, fail) -> tuple[int, str] | None:
+    if raw.get("patience") is None:
+        return None
+    p = raw["patience"]
+    if not isinstance(p, dict):
+        fail(where, "'patience' must be a mapping with patience_threshold (and optionally mode)")
+    p = _normalise_keys(p)
+    _check_keys(p, PATIENCE_KEYS, lambda msg: fail(where + " patience", msg))
+    try:
+        checked = Patience(p.get("patience_threshold", 1), p.get("mode", "reset_on_failure"))
+    except ValueError as e:
+        fail(where, str(e))
+    return checked.threshold, checked.mode
+
+
+def _log_level(raw: dict, where: str, fail) -> int:
+    """The logging level of the line a firing controller writes (``config.trigger_log_level``)."""
     level_name = DEFAULT_TRIGGER_LOG_LEVEL
     if raw.get("config") is not None:
         cfg = raw["config"]
@@ -193,8 +217,7 @@ def _controller(raw: dict, where: str, metrics: dict, actions_of: dict, fail) ->
     level = logging.getLevelName(level_name.upper())
     if not isinstance(level, int):
         fail(where, f"trigger_log_level must be debug, info, warning, error or critical, not {level_name!r}")
-    return ControllerSpec(name=raw["name"], triggers=tuple(triggers), rule=rule, actions=tuple(actions),
-                          patience=patience, log_level=level)
+    return level
 
 
 def _entries(data: dict, key: str, classes: dict, base: type, kind: str, fail) -> dict:

@@ -1,15 +1,12 @@
-"""fused_ops tests run the Triton kernels on CPU tensors through Triton's interpreter.
-
-Triton reads TRITON_INTERPRET when a kernel is decorated, so it is set here,
-before any test module imports the kernels.
+"""fused_ops tests: CPU tests run the Triton kernels on CPU tensors through Triton's interpreter, which the
+root conftest switches on only where no GPU exists; ``gpu``-marked tests run the compiled kernels on CUDA.
 """
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
 
-import pytest  # noqa: E402
+from tuning_core.testing.gpu import count_triton_launches, interpreter_requested
 
 
 @pytest.fixture(autouse=True)
@@ -24,14 +21,31 @@ def _seed_and_one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def compiled_launches():
+    """For gpu-marked tests: the kernels are compiled (not interpreted); yields a Counter of Triton launches
+    by kernel name, so the test can prove the Triton path ran rather than a torch fallback."""
+    from tuning_core_fused_ops.ops import _runtime
+
+    assert not _runtime.INTERPRETED, "gpu tests need compiled kernels: unset TRITON_INTERPRET"
+    with count_triton_launches() as launches:
+        yield launches
+
+
 def pytest_collection_modifyitems(config, items):
-    """GPU-only tests (marked ``gpu``: bf16/fp16, compiled kernels) skip without CUDA."""
+    """Without CUDA the ``gpu`` tests skip; on a GPU machine without the interpreter the CPU tests skip (they
+    force Triton onto CPU tensors, which only the interpreter takes: run them with TRITON_INTERPRET=1)."""
     import torch
 
-    if torch.cuda.is_available():
-        return
     here = Path(__file__).parent
-    skip = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords and here in Path(item.path).parents:
-            item.add_marker(skip)
+    mine = [item for item in items if here in Path(item.path).parents]
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs CUDA")
+        for item in mine:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+    elif not interpreter_requested():
+        skip = pytest.mark.skip(reason="CPU kernel tests need TRITON_INTERPRET=1 (a GPU machine compiles kernels)")
+        for item in mine:
+            if "gpu" not in item.keywords:
+                item.add_marker(skip)

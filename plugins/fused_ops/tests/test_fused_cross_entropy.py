@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tuning_core.testing.gpu import count_triton_launches, gpu_present, interpreter_requested
 from tuning_core_fused_ops.ops import _runtime
 from tuning_core_fused_ops.ops.cross_entropy import cross_entropy, loss_and_grad_
 from tuning_core_fused_ops.ops.fused_linear_ce import default_chunk_rows, fused_linear_cross_entropy
@@ -15,8 +16,20 @@ from tuning_core_fused_ops.ops.fused_linear_ce import default_chunk_rows, fused_
 IGNORE = -100
 
 
-def test_kernels_are_interpreted():
-    assert _runtime.INTERPRETED, "TRITON_INTERPRET=1 must be set before the kernels are imported"
+def test_kernels_are_interpreted_only_without_a_gpu():
+    assert _runtime.INTERPRETED == interpreter_requested(), "TRITON_INTERPRET must be set before kernels import"
+    assert interpreter_requested() or gpu_present(), "the root conftest sets TRITON_INTERPRET without a GPU"
+
+
+def test_launch_counter_sees_the_triton_path():
+    logits, t = torch.randn(6, 40), _targets(6, 40)
+    with count_triton_launches() as launches:
+        cross_entropy(logits, t)
+    if _runtime.INTERPRETED:
+        assert launches["_ce_forward_kernel"] == 1
+    with count_triton_launches() as launches:
+        loss_and_grad_(logits.clone(), t, IGNORE, grad_scale=1.0, use_triton=False)
+    assert not launches
 
 
 def _targets(n, vocab, ignored=(1, 4)):
@@ -143,17 +156,20 @@ def test_default_chunk_rows_bounds_chunk_memory():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_fused_linear_cross_entropy_half_precision_gpu(dtype):
+def test_fused_linear_cross_entropy_half_precision_gpu(dtype, compiled_launches):
     h = torch.randn(300, 256, device="cuda", dtype=dtype, requires_grad=True)
     w = torch.randn(5000, 256, device="cuda", dtype=dtype, requires_grad=True) * 0.05
     t = torch.randint(0, 5000, (300,), device="cuda")
     loss = fused_linear_cross_entropy(h, w, t)
+    assert sum(compiled_launches.values()) > 0, "the Triton path did not run"
     ref = _reference_linear_ce(h.float(), w.float(), t)
     torch.testing.assert_close(loss, ref, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.gpu
-def test_cross_entropy_bf16_gpu():
+def test_cross_entropy_bf16_gpu(compiled_launches):
     logits = torch.randn(64, 32000, device="cuda", dtype=torch.bfloat16)
     t = torch.randint(0, 32000, (64,), device="cuda")
-    torch.testing.assert_close(cross_entropy(logits, t), F.cross_entropy(logits.float(), t), rtol=1e-3, atol=1e-3)
+    loss = cross_entropy(logits, t)
+    assert compiled_launches["_ce_forward_kernel"] == 1, compiled_launches
+    torch.testing.assert_close(loss, F.cross_entropy(logits.float(), t), rtol=1e-3, atol=1e-3)

@@ -9,15 +9,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def plugins(monkeypatch):
-    from tuning_core.plugins import reset_plugin_manager
-
-    def use(names: str):
-        monkeypatch.setenv("TUNING_CORE_PLUGINS", names)
-        reset_plugin_manager()
-
-    yield use
-    reset_plugin_manager()
+def plugins(plugins_enabled):
+    return lambda names: plugins_enabled(*[n for n in names.split(",") if n])
 
 
 def _train(model_dir, data, out_dir, extra):

@@ -121,7 +121,7 @@ def test_lora_mlp(use_triton):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_lora_mlp_half_precision_base_gpu(dtype):
+def test_lora_mlp_half_precision_base_gpu(dtype, compiled_launches):
     """A half-precision base with float32 adapters (PEFT's default), as in a bf16/fp16 LoRA run."""
     hidden, inter = 256, 512
 
@@ -134,6 +134,7 @@ def test_lora_mlp_half_precision_base_gpu(dtype):
     x = torch.randn(4, 64, hidden, device="cuda", dtype=dtype, requires_grad=True)
     y = lora_mlp(x, *[(_base(p), p[2], p[3]) for p in (gate, up, down)], use_triton=True)
     assert y.dtype == dtype
+    assert compiled_launches["_swiglu_forward_kernel"] == 1, compiled_launches
 
     def eager(x, p):
         w, b, A, B, s = p

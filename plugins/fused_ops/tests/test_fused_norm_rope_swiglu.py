@@ -125,18 +125,22 @@ def test_swiglu(use_triton, shape):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_gpu(dtype):
+def test_half_precision_gpu(dtype, compiled_launches):
     x = torch.randn(64, 512, device="cuda", dtype=dtype)
     w = torch.rand(512, device="cuda", dtype=dtype)
     torch.testing.assert_close(rms_norm(x, w, 1e-6), _rms_reference(x, w, 1e-6), rtol=2e-2, atol=2e-2)
     a, b = torch.randn(2, 1000, device="cuda", dtype=dtype), torch.randn(2, 1000, device="cuda", dtype=dtype)
     torch.testing.assert_close(swiglu(a, b), F.silu(a) * b, rtol=2e-2, atol=2e-2)
+    assert compiled_launches["_rms_forward_kernel"] == 1, compiled_launches
+    assert compiled_launches["_swiglu_forward_kernel"] == 1, compiled_launches
 
 
 @pytest.mark.gpu
-def test_rope_bf16_gpu():
+def test_rope_bf16_gpu(compiled_launches):
     q = torch.randn(2, 16, 4, 64, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
     k = torch.randn(2, 16, 2, 64, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
     cos, sin = (t.to("cuda", torch.bfloat16) for t in _cos_sin(torch.arange(16).repeat(2, 1), 64))
-    for got, want in zip(apply_rope(q, k, cos, sin), rope_reference(q, k, cos, sin)):
+    got_q_k = apply_rope(q, k, cos, sin)
+    assert compiled_launches["_rope_kernel"] >= 1, compiled_launches
+    for got, want in zip(got_q_k, rope_reference(q, k, cos, sin)):
         torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)

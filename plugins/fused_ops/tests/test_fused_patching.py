@@ -310,3 +310,73 @@ def test_fused_lora_over_gptq_quant_linear():
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+class Int8Linear(torch.nn.Linear):
+    """A third party's quantized layer: not the GPTQ plugin's class, only plugin_api.QuantizedLinear's protocol."""
+
+    def __init__(self, in_f, out_f):
+        super().__init__(in_f, out_f, bias=False)
+        self.weight.requires_grad_(False)
+        self.scale = self.weight.abs().max() / 127
+        self.q = torch.round(self.weight / self.scale).to(torch.int8)
+        self.dequantized = 0
+
+    def dequantize(self, dtype):
+        self.dequantized += 1
+        return (self.q.to(dtype) * self.scale.to(dtype)).t()
+
+    def forward(self, x):
+        return x @ self.dequantize(x.dtype)
+
+
+def test_fused_lora_over_any_quantized_linear_protocol():
+    import peft
+
+    from tuning_core.plugin_api import QuantizedLinear
+    from tuning_core_fused_ops.patches.context import PatchContext
+    from tuning_core_fused_ops.patches.lora_layers import install_lora_linear
+    from tuning_core_fused_ops.rules import ARCHITECTURES
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = Int8Linear(16, 12)
+
+        def forward(self, x):
+            return self.proj(x)
+
+    assert isinstance(Int8Linear(8, 8), QuantizedLinear)
+    net = peft.get_peft_model(Net(), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["proj"],
+                                                     init_lora_weights=False))
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    y_ref = net(x)
+    y_ref.square().sum().backward()
+    ref = [t.grad.clone() for t in (x, *[p for p in net.parameters() if p.requires_grad])]
+    ctx = PatchContext(selection=Selection(lora=True, lora_base="auto_gptq"), arch=ARCHITECTURES["llama"],
+                       use_triton=None)
+    assert install_lora_linear(net, ctx) == 1
+    x.grad = None
+    net.zero_grad(set_to_none=True)
+    base = net.base_model.model.proj.base_layer
+    before = base.dequantized
+    y = net(x)
+    y.square().sum().backward()
+    assert base.dequantized - before == 2  # its forward, then dequantize(dtype) for the input gradient
+    got = [t.grad for t in (x, *[p for p in net.parameters() if p.requires_grad])]
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_lora_with_a_quantized_kind_over_a_float_base_is_refused(tiny_llama):
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from tuning_core.plugin_api import ConfigError
+
+    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                                peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with pytest.raises(ConfigError, match="--fused_lora auto_gptq True fuses LoRA over a quantized base, but no "
+                                          "LoRA layer"):
+        patch_model(model, Selection(lora=True, lora_base="auto_gptq"))

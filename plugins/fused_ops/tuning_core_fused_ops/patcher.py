@@ -87,9 +87,20 @@ def _apply(rule: Rule, model, ctx: PatchContext, arch: Architecture) -> dict[str
     return done
 
 
+def check_quantized_lora_base(model, kind: str) -> None:
+    """``--fused_lora KIND True`` promises LoRA over a quantized base: the loaded model must have one."""
+    bases = [m.base_layer for m in model.modules() if lora_layers.is_lora_linear(m)]
+    if not any(lora_layers.is_quantized_base(b) for b in bases):
+        raise ConfigError(f"--fused_lora {kind} True fuses LoRA over a quantized base, but no LoRA layer of the "
+                          "loaded model sits on a quantized linear layer; load a quantized model (e.g. --auto_gptq "
+                          "or --bnb_qlora from the peft-gptq plugin), or use --fast_lora for a float base")
+
+
 def patch_model(model, selection: Selection) -> PatchReport:
     """Apply every rule of the model's architecture that a selected feature asks for."""
     arch = architecture_of(model)
+    if selection.lora_base:
+        check_quantized_lora_base(model, selection.lora_base)
     use_triton, backend_note = resolve_backend(selection.backend)
     ctx = PatchContext(selection=selection, arch=arch, use_triton=use_triton)
     report = PatchReport(plugin=PLUGIN, notes=[backend_note])

@@ -1,32 +1,25 @@
 """End to end through the core's training pipeline in one process."""
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from tuning_core.testing.training import logged_values, read_jsonl, train_argv
 from tuning_core.train import run_training
 
 pytestmark = pytest.mark.slow
 
-TEXT_FIELD = ["--dataset_text_field", "output", "--response_template", "\\n### Label:"]
-
 
 def _args(model, data, out, *extra, steps=4, batch=8):
-    return ["--model_name_or_path", str(model), "--training_data_path", str(data), "--output_dir", str(out),
-            *TEXT_FIELD, "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
-            "--learning_rate", "3e-3", "--logging_steps", "1", "--save_strategy", "no", "--seed", "0",
-            "--disable_tqdm", "true", "--torch_dtype", "float32", *extra]
+    return train_argv(model, data, out, "--torch_dtype", "float32", *extra, steps=steps, batch=batch)
 
 
-def _losses(out):
-    rows = [json.loads(line) for line in open(Path(out) / "training_logs.jsonl")]
-    return [r["data"]["value"] for r in rows if r["name"] == "training_loss"]
+_losses = logged_values
 
 
 def _token_log(out):
-    return [json.loads(line) for line in open(Path(out) / "packing_tokens.jsonl")]
+    return read_jsonl(Path(out) / "packing_tokens.jsonl")
 
 
 def test_padding_free_training_follows_the_padded_run(tiny_llama, twitter_data, tmp_path):

@@ -8,6 +8,8 @@ bins, also vectorised over steps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # Refinement stops for a step once its max/mean tokens is within this factor,
@@ -50,6 +52,123 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.arange(counts.sum()) - offsets[owner] + starts[owner], owner
 
 
+@dataclass
+class _Loads:
+    """Per-example sizes and per-(step, bin) totals that the refinement keeps up to date."""
+
+    length: np.ndarray  # int64 tokens of each example
+    length_sq: np.ndarray  # float64 len^2 of each example (its attention cost)
+    tokens: np.ndarray  # [steps, bins] tokens per bin
+    attention: np.ndarray  # [steps, bins] sum of len^2 per bin
+    attention_cap: np.ndarray  # [steps] the step's largest attention sum at the start: never exceeded
+    mean_tokens: np.ndarray  # [steps]
+
+
+def _loads(lengths: np.ndarray, step_of: np.ndarray, assign: np.ndarray, steps: int, num_bins: int) -> _Loads:
+    length = lengths.astype(np.int64)
+    length_sq = length.astype(np.float64) ** 2
+    keys = step_of * num_bins + assign
+    size = steps * num_bins
+    tokens = np.bincount(keys, weights=length, minlength=size).reshape(steps, num_bins)
+    attention = np.bincount(keys, weights=length_sq, minlength=size).reshape(steps, num_bins)
+    return _Loads(length, length_sq, tokens, attention, attention.max(axis=1), tokens.mean(axis=1))
+
+
+def _partner_mask(tokens: np.ndarray, heavy_bin: np.ndarray, num_bins: int) -> np.ndarray:
+    """[active, bins]: the bins the heavy bin may exchange with, the few lightest of the step (all others
+    when there are few bins)."""
+    n_active = len(tokens)
+    n_partners = min(num_bins - 1, PARTNER_BINS)
+    mask = np.ones((n_active, num_bins), dtype=bool)
+    if n_partners < num_bins - 1:
+        lightest = np.argpartition(tokens, n_partners - 1, axis=1)[:, :n_partners]
+        mask[:] = False
+        mask[np.arange(n_active)[:, None], lightest] = True
+    mask[np.arange(n_active), heavy_bin] = False
+    return mask
+
+
+@dataclass
+class _Candidates:
+    """What a heavy example can trade with, sorted by (active row, bin, length): every example of a
+    partner bin, plus one empty slot (length 0, item -1: a plain move) per partner bin."""
+
+    row: np.ndarray
+    bin: np.ndarray
+    item: np.ndarray
+    length: np.ndarray
+    key: np.ndarray  # one sorted key space: (row, bin) groups, then length within a group
+
+
+def _candidates(items, row_of_item, assign, partner_mask, length, num_bins, spacing) -> _Candidates:
+    in_partner = partner_mask[row_of_item, assign[items]]
+    slot_row, slot_bin = np.nonzero(partner_mask)
+    partner_items = items[in_partner]
+    row = np.concatenate([row_of_item[in_partner], slot_row])
+    bin_ = np.concatenate([assign[partner_items], slot_bin])
+    item = np.concatenate([partner_items, np.full(len(slot_row), -1)])
+    cand_len = np.concatenate([length[partner_items], np.zeros(len(slot_row), dtype=np.int64)])
+    order = np.lexsort((cand_len, bin_, row))
+    row, bin_, item, cand_len = row[order], bin_[order], item[order], cand_len[order]
+    return _Candidates(row, bin_, item, cand_len, (row * num_bins + bin_) * spacing + cand_len)
+
+
+def _best_exchanges(loads: _Loads, cands: _Candidates, heavy_item, heavy_row, active, heavy_bin, heavy_load,
+                    partner_mask, num_bins, spacing):
+    """For every (heavy example, partner bin) pair, the candidate whose exchange leaves the lower maximum of the
+    two bins, searched among the two candidates nearest to an exchange of half the gap.
+
+    Returns (pair_heavy, pair_bin, pair_row, best_max, best_cand); best_max is inf where no exchange is valid:
+    it must shrink the heavy bin without overshooting the partner, nor raise either bin's attention above the cap.
+    """
+    pair_heavy = np.repeat(np.arange(len(heavy_item)), num_bins)
+    pair_bin = np.tile(np.arange(num_bins), len(heavy_item))
+    pair_row = heavy_row[pair_heavy]
+    keep = partner_mask[pair_row, pair_bin]
+    pair_heavy, pair_bin, pair_row = pair_heavy[keep], pair_bin[keep], pair_row[keep]
+    step = active[pair_row]
+    out_len = loads.length[heavy_item[pair_heavy]]
+    out_sq = out_len.astype(np.float64) ** 2
+    gap = heavy_load[pair_row] - loads.tokens[step, pair_bin]
+    pos = np.searchsorted(cands.key, (pair_row * num_bins + pair_bin) * spacing + (out_len - gap / 2))
+    best_max = np.full(len(pair_heavy), np.inf)
+    best_cand = np.zeros(len(pair_heavy), dtype=np.int64)
+    last = len(cands.key) - 1
+    for j in (np.clip(pos - 1, 0, last), np.clip(pos, 0, last)):
+        shift = out_len - cands.length[j]
+        in_sq = cands.length[j].astype(np.float64) ** 2
+        cap = loads.attention_cap[step]
+        valid = ((cands.row[j] == pair_row) & (cands.bin[j] == pair_bin) & (shift > 0) & (shift < gap)
+                 & (loads.attention[step, heavy_bin[pair_row]] - out_sq + in_sq <= cap)
+                 & (loads.attention[step, pair_bin] + out_sq - in_sq <= cap))
+        new_max = np.where(valid, np.maximum(heavy_load[pair_row] - shift, loads.tokens[step, pair_bin] + shift),
+                           np.inf)
+        better = new_max < best_max
+        best_max[better], best_cand[better] = new_max[better], j[better]
+    return pair_heavy, pair_bin, pair_row, best_max, best_cand
+
+
+def _one_per_step(pair_row: np.ndarray, best_max: np.ndarray) -> np.ndarray:
+    """Index of each active row's best valid pair (the lowest resulting maximum); rows without one are absent."""
+    by_row = np.lexsort((best_max, pair_row))
+    first = by_row[np.r_[True, pair_row[by_row][1:] != pair_row[by_row][:-1]]] if len(by_row) else by_row
+    return first[np.isfinite(best_max[first])]
+
+
+def _apply_exchanges(loads: _Loads, assign, step, from_bin, to_bin, out_item, in_item) -> None:
+    """Move each out_item to to_bin and each real in_item (>= 0) back to from_bin, updating the totals."""
+    real = in_item >= 0
+    in_safe = np.maximum(in_item, 0)
+    d_tokens = loads.length[out_item] - np.where(real, loads.length[in_safe], 0)
+    d_attention = loads.length_sq[out_item] - np.where(real, loads.length_sq[in_safe], 0.0)
+    assign[out_item] = to_bin
+    assign[in_item[real]] = from_bin[real]
+    loads.tokens[step, from_bin] -= d_tokens
+    loads.tokens[step, to_bin] += d_tokens
+    loads.attention[step, from_bin] -= d_attention
+    loads.attention[step, to_bin] += d_attention
+
+
 def refine(lengths: np.ndarray, bounds: np.ndarray, assign: np.ndarray, num_bins: int,
            rounds: int | None = None, tolerance: float | None = None) -> None:
     """Even out every uneven step in place, all steps at once.
@@ -63,86 +182,30 @@ def refine(lengths: np.ndarray, bounds: np.ndarray, assign: np.ndarray, num_bins
     rounds = REFINE_ROUNDS if rounds is None else rounds
     tolerance = REFINE_TOLERANCE if tolerance is None else tolerance
     steps = len(bounds) - 1
-    length = lengths.astype(np.int64)
-    sq = length.astype(np.float64) ** 2
     step_of = np.repeat(np.arange(steps), np.diff(bounds))
-    keys = step_of * num_bins + assign
-    loads = np.bincount(keys, weights=length, minlength=steps * num_bins).reshape(steps, num_bins)
-    sqs = np.bincount(keys, weights=sq, minlength=steps * num_bins).reshape(steps, num_bins)
-    sq_cap = sqs.max(axis=1)
-    mean = loads.mean(axis=1)
-    big = float(2 * (int(length.max()) + 1))  # separates (step, bin) groups in one sorted key space
-    bins = np.arange(num_bins)
+    loads = _loads(lengths, step_of, assign, steps, num_bins)
+    spacing = float(2 * (int(loads.length.max()) + 1))  # separates (row, bin) groups in one sorted key space
     active = np.arange(steps)
     for _ in range(rounds):
-        hi = loads[active].argmax(axis=1)
-        top = loads[active, hi]
-        keep = top > mean[active] * tolerance
-        active, hi, top = active[keep], hi[keep], top[keep]
+        heavy_bin = loads.tokens[active].argmax(axis=1)
+        heavy_load = loads.tokens[active, heavy_bin]
+        uneven = heavy_load > loads.mean_tokens[active] * tolerance
+        active, heavy_bin, heavy_load = active[uneven], heavy_bin[uneven], heavy_load[uneven]
         if not len(active):
             return
-        k = len(active)
-        # Partner bins: the few lightest of the step (all others when there are few bins).
-        m = min(num_bins - 1, PARTNER_BINS)
-        light = np.argpartition(loads[active], m - 1, axis=1)[:, :m] if m < num_bins - 1 else None
-        is_partner = np.ones((k, num_bins), dtype=bool)
-        if light is not None:
-            is_partner[:] = False
-            is_partner[np.arange(k)[:, None], light] = True
-        is_partner[np.arange(k), hi] = False
-        items, owner = _ranges(bounds[active], bounds[active + 1])
-        in_hi = assign[items] == hi[owner]
-        a_item, a_own = items[in_hi], owner[in_hi]
-        # Partners: the examples of the partner bins, plus an empty slot (a move) in each of them.
-        in_p = is_partner[owner, assign[items]]
-        slot_own, slot_bin = np.nonzero(is_partner)
-        other = items[in_p]
-        p_own = np.concatenate([owner[in_p], slot_own])
-        p_bin = np.concatenate([assign[other], slot_bin])
-        p_item = np.concatenate([other, np.full(len(slot_own), -1)])
-        p_len = np.concatenate([length[other], np.zeros(len(slot_own), dtype=np.int64)])
-        order = np.lexsort((p_len, p_bin, p_own))
-        p_own, p_bin, p_item, p_len = p_own[order], p_bin[order], p_item[order], p_len[order]
-        p_key = (p_own * num_bins + p_bin) * big + p_len
-        # Every (heavy example, partner bin) pair: the best partner in that bin makes the swap
-        # amount d closest to half the gap; search the two nearest in sorted order.
-        ai = np.repeat(np.arange(len(a_item)), num_bins)
-        c = np.tile(bins, len(a_item))
-        r = a_own[ai]
-        keep_pair = is_partner[r, c]
-        ai, c, r = ai[keep_pair], c[keep_pair], r[keep_pair]
-        s = active[r]
-        a_len = length[a_item[ai]]
-        gap = top[r] - loads[s, c]
-        pos = np.searchsorted(p_key, (r * num_bins + c) * big + (a_len - gap / 2))
-        best = np.full(len(ai), np.inf)
-        best_j = np.zeros(len(ai), dtype=np.int64)
-        a_sq = a_len.astype(np.float64) ** 2
-        for j in (np.clip(pos - 1, 0, len(p_key) - 1), np.clip(pos, 0, len(p_key) - 1)):
-            d = a_len - p_len[j]
-            b_sq = p_len[j].astype(np.float64) ** 2
-            ok = ((p_own[j] == r) & (p_bin[j] == c) & (d > 0) & (d < gap)
-                  & (sqs[s, hi[r]] - a_sq + b_sq <= sq_cap[s]) & (sqs[s, c] + a_sq - b_sq <= sq_cap[s]))
-            new_max = np.where(ok, np.maximum(top[r] - d, loads[s, c] + d), np.inf)
-            better = new_max < best
-            best[better], best_j[better] = new_max[better], j[better]
-        # One exchange per step: the pair leaving the lowest maximum of the two bins.
-        pick = np.lexsort((best, r))
-        first = pick[np.r_[True, r[pick][1:] != r[pick][:-1]]] if len(pick) else pick
-        first = first[np.isfinite(best[first])]
-        moved = np.zeros(k, dtype=bool)
-        moved[r[first]] = True
-        x, y = a_item[ai[first]], p_item[best_j[first]]
-        st, h, cb = s[first], hi[r[first]], c[first]
-        real = y >= 0
-        dx = length[x] - np.where(real, length[np.maximum(y, 0)], 0)
-        dsq = sq[x] - np.where(real, sq[np.maximum(y, 0)], 0.0)
-        assign[x] = cb
-        assign[y[real]] = h[real]
-        loads[st, h] -= dx
-        loads[st, cb] += dx
-        sqs[st, h] -= dsq
-        sqs[st, cb] += dsq
+        partner_mask = _partner_mask(loads.tokens[active], heavy_bin, num_bins)
+        items, row_of_item = _ranges(bounds[active], bounds[active + 1])
+        in_heavy = assign[items] == heavy_bin[row_of_item]
+        heavy_item, heavy_row = items[in_heavy], row_of_item[in_heavy]
+        cands = _candidates(items, row_of_item, assign, partner_mask, loads.length, num_bins, spacing)
+        pair_heavy, pair_bin, pair_row, best_max, best_cand = _best_exchanges(
+            loads, cands, heavy_item, heavy_row, active, heavy_bin, heavy_load, partner_mask, num_bins, spacing)
+        chosen = _one_per_step(pair_row, best_max)
+        rows = pair_row[chosen]
+        _apply_exchanges(loads, assign, step=active[rows], from_bin=heavy_bin[rows], to_bin=pair_bin[chosen],
+                         out_item=heavy_item[pair_heavy[chosen]], in_item=cands.item[best_cand[chosen]])
+        moved = np.zeros(len(active), dtype=bool)
+        moved[rows] = True
         active = active[moved]  # steps with no valid exchange are as even as this search gets them
 
 

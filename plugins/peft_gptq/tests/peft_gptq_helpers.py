@@ -4,6 +4,7 @@ import json
 
 import torch
 
+from tuning_core.testing.training import logged_values, train_argv
 from tuning_core_peft_gptq import packing
 from tuning_core_peft_gptq.qlinear import QuantLinear
 
@@ -43,12 +44,7 @@ PROMPT = "### Text: my flight was late\n\n### Label:"
 
 
 def train_args(model, data, out, *extra, steps=8):
-    return ["--model_name_or_path", str(model), "--training_data_path", str(data), "--output_dir", str(out),
-            "--dataset_text_field", "output", "--response_template", "\\n### Label:", "--max_steps", str(steps),
-            "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--logging_steps", "1",
-            "--save_strategy", "no", "--seed", "0", "--disable_tqdm", "true", "--peft_method", "lora", *extra]
+    return train_argv(model, data, out, "--peft_method", "lora", *extra, steps=steps)
 
 
-def losses(out):
-    rows = [json.loads(line) for line in open(out / "training_logs.jsonl")]
-    return [r["data"]["value"] for r in rows if r["name"] == "training_loss"]
+losses = logged_values

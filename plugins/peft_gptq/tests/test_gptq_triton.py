@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from peft_gptq_helpers import random_layer
+
+from tuning_core.testing.gpu import count_triton_launches, interpreter_requested
 
 pytest.importorskip("triton")
 HERE = Path(__file__).parent
@@ -48,8 +49,11 @@ def test_compiled_kernels_on_gpu(dtype, desc_act):
     y_torch.backward(g)
     grad_torch, x.grad = x.grad, None
     layer.backend = "auto"  # CUDA picks the Triton kernels
-    y = layer(x)
-    y.backward(g)
+    assert not interpreter_requested(), "gpu tests need compiled kernels: unset TRITON_INTERPRET"
+    with count_triton_launches() as launches:
+        y = layer(x)
+        y.backward(g)
+    assert sum(launches.values()) >= 2, f"forward and input-gradient kernels did not both launch: {launches}"
     tol = 1e-4 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(y.float(), y_torch.float(), rtol=tol, atol=tol)
     torch.testing.assert_close(x.grad.float(), grad_torch.float(), rtol=tol, atol=tol)

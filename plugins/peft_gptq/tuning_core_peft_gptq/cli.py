@@ -56,7 +56,7 @@ def read_texts(path: str | None, field: str) -> list[str]:
     from tuning_core.plugin_api import UserError
 
     if path is None:
-        from tuning_core.testing.tiny import bundled_dataset_path
+        from tuning_core.plugin_api import bundled_dataset_path
 
         path = str(bundled_dataset_path())
     file = Path(path)

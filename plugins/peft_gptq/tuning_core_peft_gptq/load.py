@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from tuning_core.plugin_api import LoadedModel, UserError
+from tuning_core.plugin_api import LoadedModel, UserError, first_line, load_tokenizer, resolve_attention, resolve_dtype
 
 
 def load_gptq(config, kernel: str | None) -> LoadedModel:
-    from tuning_core.builtin.model_loader import first_line, load_tokenizer, resolve_attention, resolve_dtype
-
     from tuning_core_peft_gptq.loader import GPTQLoadError, load_gptq_model
 
     dtype = resolve_dtype(config.torch_dtype)
@@ -28,8 +26,6 @@ def load_gptq(config, kernel: str | None) -> LoadedModel:
 def load_bnb(config, quant_type: str) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from tuning_core.builtin.model_loader import first_line, load_tokenizer, resolve_attention, resolve_dtype
 
     dtype = resolve_dtype(config.torch_dtype)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,

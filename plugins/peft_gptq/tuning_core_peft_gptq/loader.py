@@ -16,8 +16,6 @@ import torch
 from tuning_core_peft_gptq.checkpoint import GPTQFormat, read_gptq_format
 from tuning_core_peft_gptq.qlinear import QuantLinear
 
-PACKED = ("qweight", "qzeros", "scales", "g_idx")
-
 
 class GPTQLoadError(ValueError):
     pass

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tuning_core.plugin_api import ConfigError
-
+from tuning_core.plugin_api import ConfigError, first_line, lora_config_from
 from tuning_core_peft_gptq.qlinear import QuantLinear
 
 
@@ -35,8 +34,6 @@ def gptq_target_modules(model, targets):
 
 
 def lora_config(config, model, gptq: bool):
-    from tuning_core.builtin.peft import lora_config_from
-
     cfg = lora_config_from(config, model)
     if gptq:
         cfg.target_modules = gptq_target_modules(model, cfg.target_modules)
@@ -52,4 +49,4 @@ def add_lora(config, model, gptq: bool):
         return get_peft_model(model, lora_config(config, model, gptq))
     except ValueError as e:
         flag = "--auto_gptq" if gptq else "--bnb_qlora"
-        raise ConfigError(f"cannot apply LoRA with {flag}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot apply LoRA with {flag}: {first_line(e)}") from None

@@ -19,8 +19,6 @@ from torch import nn
 
 from tuning_core_peft_gptq import packing
 
-BACKENDS = ("auto", "torch", "triton")
-
 
 def _contiguous_groups(g_idx: torch.Tensor, group_size: int) -> bool:
     """True when input row i belongs to group i // group_size (no desc_act permutation)."""
@@ -96,6 +94,10 @@ class QuantLinear(nn.Linear):
             return w.view(self.in_features, n)
         idx = self.g_idx.long()
         return (q - zeros[idx]).to(dtype) * self.scales.to(dtype)[idx]
+
+    def input_grad(self, dy: torch.Tensor) -> torch.Tensor:
+        """``dy W`` for 2-D ``dy`` without a dense weight on CUDA (plugin_api.QuantizedLinear's input-grad path)."""
+        return _matmul_t(dy.contiguous(), self, "triton" if self._use_triton(dy) else "torch")
 
     def _use_triton(self, x: torch.Tensor) -> bool:
         if self.backend == "triton":

@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from tuning_core.testing.training import train_argv, training_logs
+
 # MLflow would otherwise try to reach its telemetry service from every run.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -28,11 +30,8 @@ def train_args(tiny_llama, twitter_data):
     """argv for a 4-step LoRA run on the tiny model; add --output_dir and tracker flags."""
 
     def build(output_dir, *extra):
-        return ["--model_name_or_path", str(tiny_llama), "--training_data_path", str(twitter_data),
-                "--output_dir", str(output_dir), "--response_template", "\n### Label:",
-                "--dataset_text_field", "output", "--peft_method", "lora", "--max_steps", "4",
-                "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--save_strategy", "no",
-                "--logging_steps", "1", *extra]
+        return train_argv(tiny_llama, twitter_data, output_dir, "--peft_method", "lora", *extra, steps=4, batch=4,
+                          lr="1e-3")
 
     return build
 
@@ -40,10 +39,8 @@ def train_args(tiny_llama, twitter_data):
 def read_file_log(output_dir) -> dict[str, list[tuple[int, float]]]:
     """training_logs.jsonl as {name: [(step, value)]}."""
     series: dict[str, list[tuple[int, float]]] = {}
-    with open(os.path.join(output_dir, "training_logs.jsonl"), encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            series.setdefault(row["name"], []).append((row["data"]["step"], row["data"]["value"]))
+    for row in training_logs(output_dir):
+        series.setdefault(row["name"], []).append((row["data"]["step"], row["data"]["value"]))
     return series
 
 

@@ -17,18 +17,15 @@ METADATA = {"gpu": "none", "team": {"name": "tuning"}, "runs": 3}
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, train_args, small_validation):
-    from tuning_core.plugins import reset_plugin_manager
+    from tuning_core.testing.plugins import only_plugins
     from tuning_core.train import run_training
 
     out = tmp_path_factory.mktemp("e2e") / "run-a"
-    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse plugin fixture is not active yet
-        mp.setenv("TUNING_CORE_PLUGINS", "trackers")
-        reset_plugin_manager()
+    with only_plugins("trackers"):  # module scope: the autouse plugin fixture is not active yet
         result = run_training(train_args(out, "--trackers", "file_logger", "aim", "mlflow",
                                          "--experiment", "exp-e2e", "--exp_metadata", json.dumps(METADATA),
                                          "--validation_data_path", str(small_validation),
                                          "--eval_strategy", "steps", "--eval_steps", "2"))
-        reset_plugin_manager()
     return out, result
 
 

@@ -6,24 +6,24 @@ the fused functions do not cover falls back to PEFT's own forward: several
 active adapters, DoRA and other variants, a LoRA bias, ``adapter_names``
 batches, or a base layer whose dense weight we cannot obtain.
 
-Base layers: ``nn.Linear`` (any float dtype); the GPTQ plugin's
-``QuantLinear`` when ``tuning_core_peft_gptq`` is importable (its own
-forward, and ``dequantize()`` for the input gradient); bitsandbytes 4-bit
-layers (their forward, ``bitsandbytes.functional.dequantize_4bit``).
+Base layers: ``nn.Linear`` (any float dtype); any quantized layer following
+``plugin_api.QuantizedLinear`` (its own forward, and ``input_grad(dy)`` or
+``dequantize(dtype)`` for the input gradient), such as the GPTQ plugin's,
+whoever provides it; bitsandbytes 4-bit layers (their forward,
+``bitsandbytes.functional.dequantize_4bit``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 import torch
 
+from tuning_core.plugin_api import QuantizedLinear
+
 from ..ops.lora import BaseProjection, lora_linear, lora_shared_input
 from .context import PatchContext
 from .install import patched_forward, set_forward
-
-GPTQ_PACKAGE = "tuning_core_peft_gptq"
 
 
 def is_lora_linear(module) -> bool:
@@ -42,13 +42,13 @@ def is_lora_linear(module) -> bool:
     return frozen_base(module.base_layer, 1.0) is not None
 
 
-def _gptq_quant_linear():
-    """The GPTQ plugin's QuantLinear class, when that plugin is installed."""
-    if importlib.util.find_spec(GPTQ_PACKAGE) is None:
-        return None
-    from tuning_core_peft_gptq.qlinear import QuantLinear
+def is_bnb_4bit(base) -> bool:
+    cls = type(base)
+    return cls.__module__.startswith("bitsandbytes") and cls.__name__ == "Linear4bit"
 
-    return QuantLinear
+
+def is_quantized_base(base) -> bool:
+    return isinstance(base, QuantizedLinear) or is_bnb_4bit(base)
 
 
 def frozen_base(base, scaling: float) -> BaseProjection | None:
@@ -58,17 +58,15 @@ def frozen_base(base, scaling: float) -> BaseProjection | None:
         return None  # a trained bias would need its own gradient
     if type(base) is torch.nn.Linear:
         return None if base.weight.requires_grad else BaseProjection.dense(base.weight, bias, scaling)
-    quant_linear = _gptq_quant_linear()
-    if quant_linear is not None and isinstance(base, quant_linear):
-        # Its forward dequantizes on the fly (fused Triton kernel on CUDA). For dy @ W we use its
+    if isinstance(base, QuantizedLinear):
+        # Its forward dequantizes on the fly (e.g. a fused kernel on CUDA). For dy @ W we use its
         # input_grad(dy) when it offers one, else dequantize(dtype), which is [in, out].
         input_grad = getattr(base, "input_grad", None)
         if not callable(input_grad):
             def input_grad(dy):
                 return dy @ base.dequantize(dy.dtype).t()
         return BaseProjection(base, input_grad, scaling)
-    cls = type(base)
-    if cls.__module__.startswith("bitsandbytes") and cls.__name__ == "Linear4bit":
+    if is_bnb_4bit(base):
         import bitsandbytes.functional as bnbf  # only reached when bitsandbytes built the layer
 
         def input_grad(dy):

@@ -27,13 +27,16 @@ FLAG_OWNERS = {
     "aim_remote_server_port": "trackers",
     "mlflow_tracking_uri": "trackers",
     "mlflow_experiment": "trackers",
+    "aim_url": "trackers",
+    "clearml_project": "trackers",
+    "clearml_task": "trackers",
     "experiment": "trackers",
     "exp_metadata": "trackers",
     "run_uri_export_path": "trackers",
 }
 
-TRACKER_OWNERS = {"aim": "trackers", "mlflow": "trackers"}
-TRACKER_EXTRAS = {"aim": "aim", "mlflow": "mlflow"}
+TRACKER_OWNERS = {"aim": "trackers", "mlflow": "trackers", "clearml": "trackers"}
+TRACKER_EXTRAS = {"aim": "aim", "mlflow": "mlflow", "clearml": "clearml"}
 
 COMMAND_OWNERS = {"quantize": "peft_gptq"}
 

@@ -180,6 +180,7 @@ def _process_data_only(config) -> TrainResult:
 
     tokenizer = load_tokenizer(config)
     data = prepare_datasets(config, tokenizer)
-    save_processed(data, config.training_args.output_dir)
+    save_processed(data, config.training_args.output_dir, config.num_train_dataset_shards,
+                   config.num_eval_dataset_shards)
     print(f"wrote {_data_line(data)} to {Path(config.training_args.output_dir) / 'train_dataset'}")
     return TrainResult(config=config)

@@ -22,7 +22,9 @@ def tuning_core_config_classes():
 def tuning_core_validate_config(config):
     from tuning_core.data.formats import check_flags
     from tuning_core.data.pipeline import settings_from_config
+    from tuning_core.data.shards import check_data_extras
 
+    check_data_extras(config)  # first: a vision-language run fails on its image field, not on a text one
     check_flags(settings_from_config(config))
     # Only a real run (one with training arguments) needs data; checking here fails before the model loads.
     if getattr(config, "training_args", None) is not None and not getattr(config, "training_data_path", None):

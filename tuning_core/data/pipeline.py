@@ -58,17 +58,16 @@ def prepare_datasets(config, tokenizer) -> ProcessedData:
     return ProcessedData(train, eval_ds, stats)
 
 
-def save_processed(processed: ProcessedData, output_dir) -> list[Path]:
-    """Write output_dir/train_dataset/ (and validation_dataset/) as parquet, for --do_dataprocessing_only."""
+def save_processed(processed: ProcessedData, output_dir, num_train_shards: int = 1,
+                   num_eval_shards: int = 1) -> list[Path]:
+    """Write output_dir/train_dataset/ (and validation_dataset/) as parquet shards, for --do_dataprocessing_only."""
+    from tuning_core.data.shards import write_shards
+
     out = []
-    for name, ds in (("train_dataset", processed.train), ("validation_dataset", processed.eval)):
-        if ds is None:
-            continue
-        folder = Path(output_dir) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / "data.parquet"
-        ds.to_parquet(str(target))
-        out.append(target)
+    for name, ds, shards in (("train_dataset", processed.train, num_train_shards),
+                             ("validation_dataset", processed.eval, num_eval_shards)):
+        if ds is not None:
+            out += write_shards(ds, Path(output_dir) / name, shards)
     return out
 
 

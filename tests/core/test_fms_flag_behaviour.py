@@ -151,3 +151,37 @@ def test_bad_values_are_one_clear_line(twitter_data, tmp_path, capsys, flags, me
                  str(twitter_data), "--output_dir", str(tmp_path / "o"), *TEXT_FIELD_ARGS, *flags])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_reduce_loss_sum_is_the_token_sum_of_cross_entropy(tiny_llama, twitter_data, tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    out = tmp_path / "out"
+    result = run_training(train_args(tiny_llama, twitter_data, out, "--enable_reduce_loss_sum", "true",
+                                     steps=1, batch=4))
+    trainer = result.trainer
+    assert any("summed over tokens" in line for line in result.banner)
+    model = trainer.model.eval()
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        got = trainer.compute_loss(model, dict(batch))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+        labels = batch["labels"][:, 1:]
+        expected = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                                   reduction="sum")
+        trained_tokens = int((labels != -100).sum())
+    assert trained_tokens > 4
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    with torch.no_grad():  # the ordinary loss of the same batch is the per-token mean
+        trainer.reduce_loss_sum = False
+        mean = trainer.compute_loss(model, dict(batch))
+    torch.testing.assert_close(got / trained_tokens, mean, rtol=1e-5, atol=1e-5)
+
+
+def test_reduce_loss_sum_refuses_prompt_tuning(twitter_data, tmp_path, capsys):
+    code = main(["train", "--model_name_or_path", str(tmp_path / "m"), "--training_data_path", str(twitter_data),
+                 "--output_dir", str(tmp_path / "o"), *TEXT_FIELD_ARGS, "--peft_method", "pt",
+                 "--enable_reduce_loss_sum", "true"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--enable_reduce_loss_sum does not work with --peft_method pt" in err

@@ -96,6 +96,17 @@ def check_quantization(config) -> None:
                               f"{found}, not MXFP4; drop --quantization_method")
 
 
+def _supports_sdpa(path: str, config, kwargs: dict) -> bool:
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        model_config = AutoConfig.from_pretrained(path, trust_remote_code=config.trust_remote_code, **kwargs)
+        return bool(getattr(MODEL_FOR_CAUSAL_LM_MAPPING[type(model_config)], "_supports_sdpa", True))
+    except (OSError, ValueError, KeyError):
+        return True  # the load itself reports what is wrong
+
+
 def load_tokenizer(config):
     from transformers import AutoTokenizer
 
@@ -134,6 +145,8 @@ def tuning_core_load_model(config, purpose):
     dtype = resolve_dtype(config.torch_dtype)
     attn = resolve_attention(config)
     kwargs = cache_kwargs(config, path)
+    if attn == "sdpa" and not config.attn_implementation and not _supports_sdpa(path, config, kwargs):
+        attn = "eager"  # our default, not the user's choice: gpt-oss, for one, has no sdpa path
     quant = ""
     if getattr(config, "quantization_method", "none") == "mxfp4":
         from transformers import Mxfp4Config

@@ -51,7 +51,7 @@ def tuning_core_validate_config(config):
     check_log_filename("training_logs_filename", config.training_logs_filename)
     if "hf_resource_scanner" in config.trackers:
         name = config.scanner_output_filename
-        if not name or os.path.isdir(scanner_path(config.output_dir or ".", name)):
+        if not name or os.path.isdir(scanner_path(getattr(config, "output_dir", None) or ".", name)):
             raise ConfigError(f"--scanner_output_filename must name a file, not {name!r}")
     pm = get_plugin_manager()
     for name in config.trackers:

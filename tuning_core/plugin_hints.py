@@ -16,8 +16,8 @@ FIRST_PARTY = {
     "trackers": ("aim", "tuning-core-trackers"),
 }
 
-TRACKER_OWNERS = {"aim": "trackers", "mlflow": "trackers"}
-TRACKER_EXTRAS = {"aim": "aim", "mlflow": "mlflow"}
+TRACKER_OWNERS = {"aim": "trackers", "mlflow": "trackers", "clearml": "trackers"}
+TRACKER_EXTRAS = {"aim": "aim", "mlflow": "mlflow", "clearml": "clearml"}
 
 COMMAND_OWNERS = {"quantize": "peft_gptq"}
 

@@ -116,12 +116,13 @@ def plot(logs: TrainingLogs, out_png: Path, title: str) -> None:
         plt.close(fig)
 
 
-def make_report(output_dir: str, out_png: str | None = None) -> tuple[Path, str]:
+def make_report(output_dir: str, out_png: str | None = None, log_file: str = LOG_FILE) -> tuple[Path, str]:
     """Draw the curves and return (png path, summary text)."""
     root = Path(output_dir)
-    log_path = root / LOG_FILE
+    log_path = root / log_file
     if not log_path.is_file():
-        raise UserError(f"no {LOG_FILE} in {output_dir}; pass the --output_dir of a training run")
+        raise UserError(f"no {log_file} in {output_dir}; pass the --output_dir of a training run"
+                        + ("" if log_file != LOG_FILE else " (and --training_logs_filename if it named another file)"))
     logs = read_logs(log_path)
     if not logs.training and not logs.validation:
         raise UserError(f"{log_path} holds no training or validation loss values")
@@ -135,10 +136,12 @@ def make_report(output_dir: str, out_png: str | None = None) -> tuple[Path, str]
 def add_arguments(parser) -> None:
     parser.add_argument("output_dir", help="The --output_dir of a training run (holds training_logs.jsonl).")
     parser.add_argument("--out", default=None, help="PNG file to write (default: OUTPUT_DIR/loss_curves.png).")
+    parser.add_argument("--training_logs_filename", default=LOG_FILE,
+                        help=f"The log's file name, if the run was given one (default: {LOG_FILE}).")
 
 
 def run(args) -> int:
-    png, summary = make_report(args.output_dir, args.out)
+    png, summary = make_report(args.output_dir, args.out, args.training_logs_filename)
     print(summary)
     print(f"loss curves: {png}")
     return 0

@@ -92,10 +92,12 @@ def run_training(argv: list[str]) -> TrainResult:
     trainer = TuningTrainer(
         model=model, args=targs, train_dataset=data.train, eval_dataset=data.eval,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks, sampler_spec=spec,
-        loss_replaced_by_plugin=loss_replaced,
+        loss_replaced_by_plugin=loss_replaced, reduce_loss_sum=config.enable_reduce_loss_sum,
     )
     banner.add("core", "loss: LM head on trained positions only" if trainer.trained_positions_only
                else "loss: the model's own forward")
+    if config.enable_reduce_loss_sum:
+        banner.add("core", "loss: summed over tokens (--enable_reduce_loss_sum), divided by gradient accumulation")
     from tuning_core.distributed import describe_launch
 
     for line in ([launch_note] if launch_note else []) + describe_launch(trainer):
@@ -182,6 +184,7 @@ def _process_data_only(config) -> TrainResult:
 
     tokenizer = load_tokenizer(config)
     data = prepare_datasets(config, tokenizer)
-    save_processed(data, config.training_args.output_dir)
+    save_processed(data, config.training_args.output_dir, config.num_train_dataset_shards,
+                   config.num_eval_dataset_shards)
     print(f"wrote {_data_line(data)} to {Path(config.training_args.output_dir) / 'train_dataset'}")
     return TrainResult(config=config)

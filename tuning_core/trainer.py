@@ -11,7 +11,7 @@ from tuning_core.loss import restrict_to_trained_positions, supports_trained_pos
 
 
 class TuningTrainer(SFTTrainer):
-    """SFTTrainer, with three deliberate changes.
+    """SFTTrainer, with three deliberate changes (and fms-hf-tuning's optional sum-reduced loss).
 
     * Loss: the model's own causal-LM loss, with the LM head run only on trained
       positions (tuning_core/loss.py), or whatever a patch plugin installs (e.g. a
@@ -23,7 +23,7 @@ class TuningTrainer(SFTTrainer):
       is never resumed from.
     """
 
-    def __init__(self, *args, sampler_spec=None, loss_replaced_by_plugin=False, **kwargs):
+    def __init__(self, *args, sampler_spec=None, loss_replaced_by_plugin=False, reduce_loss_sum=False, **kwargs):
         self.sampler_spec = sampler_spec
         model = kwargs.get("model")
         trainable = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad} if model else {}
@@ -34,11 +34,21 @@ class TuningTrainer(SFTTrainer):
                 param.data = param.data.to(trainable[name])
         # A plugin that installs its own loss (e.g. fused linear cross-entropy) gets the plain forward.
         self.trained_positions_only = not loss_replaced_by_plugin and supports_trained_positions(self.model)
+        # --enable_reduce_loss_sum (fms-hf-tuning's SumLossSFTTrainer): a micro-batch's loss is the sum of its
+        # tokens' cross-entropy; the Trainer then divides only by gradient accumulation, and DDP averages ranks.
+        self.reduce_loss_sum = reduce_loss_sum
+        if reduce_loss_sum:
+            self.model_accepts_loss_kwargs = False
+            self.loss_is_scaled_for_ga = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs["use_cache"] = False
         if self.trained_positions_only and not return_outputs and "labels" in inputs:
             inputs = restrict_to_trained_positions(inputs)
+        if self.reduce_loss_sum and "labels" in inputs:
+            # The model's loss sums over tokens and divides by num_items_in_batch: 1 leaves the plain sum.
+            return Trainer.compute_loss(self, model, {**inputs, "num_items_in_batch": 1},
+                                        return_outputs=return_outputs, num_items_in_batch=None)
         return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 

@@ -101,5 +101,5 @@ def test_preview_and_processing_only_accept_a_data_config(tmp_path, capsys, bpe_
     code = main(["train", "--model_name_or_path", str(bpe_tokenizer_dir), "--data_config_path", str(cfg),
                  "--output_dir", str(tmp_path / "o"), "--do_dataprocessing_only"])
     assert code == 0, capsys.readouterr().err
-    assert pq.read_table(tmp_path / "o" / "train_dataset" / "data.parquet").num_rows == 3
-    assert pq.read_table(tmp_path / "o" / "validation_dataset" / "data.parquet").num_rows == 2
+    assert pq.read_table(tmp_path / "o" / "train_dataset" / "ds_00000.parquet").num_rows == 3
+    assert pq.read_table(tmp_path / "o" / "validation_dataset" / "ds_00000.parquet").num_rows == 2

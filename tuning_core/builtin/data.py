@@ -29,7 +29,9 @@ def tuning_core_data_handlers():
 def tuning_core_validate_config(config):
     from tuning_core.data.formats import check_flags
     from tuning_core.data.pipeline import settings_from_config
+    from tuning_core.data.shards import check_data_extras
 
+    check_data_extras(config)  # first: a vision-language run fails on its image field, not on a text one
     check_flags(settings_from_config(config))
     targs = getattr(config, "training_args", None)
     if getattr(config, "data_config_path", None):

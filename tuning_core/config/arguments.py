@@ -24,6 +24,27 @@ class ModelArguments:
                                         "flex_attention, flash_attention_2); overrides --use_flash_attn."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the checkpoint directory to run. Off by default."})
+    flash_attn_implementation: str | None = field(
+        default=None, metadata={
+            "help": "Which flash attention transformers uses when flash attention is on (--use_flash_attn, or "
+                    "auto-detected): flash_attention_2 (the default), flash_attention_3, or any implementation "
+                    "name transformers accepts (sdpa, eager, flex_attention). Given on its own, it turns flash "
+                    "attention on unless --use_flash_attn false."})
+    cache_dir: str | None = field(
+        default=None, metadata={
+            "help": "A Hugging Face cache folder (hub layout: models--org--name/snapshots/...) in which "
+                    "--model_name_or_path and --tokenizer_name_or_path may be hub ids, resolved offline."})
+    quantization_method: str = field(
+        default="none", metadata={
+            "help": "How the checkpoint is quantized: mxfp4 (gpt-oss style MXFP4 experts) or none. 'None' is "
+                    "accepted as none.", "choices": ["mxfp4", "none", "None"]})
+    dequantize: bool = field(
+        default=True, metadata={
+            "help": "With --quantization_method mxfp4: dequantize the MXFP4 weights to --torch_dtype on load, so "
+                    "they can be trained (the only mode tuning-core supports)."})
+
+    def __post_init__(self):
+        self.quantization_method = self.quantization_method.lower()
 
 
 @dataclass
@@ -69,5 +90,19 @@ class RunArguments:
         default=None, metadata={"help": "Where the final model (or adapter) and tokenizer are saved."})
     trackers: list[str] = field(
         default_factory=lambda: ["file_logger"], metadata={
-            "help": "Experiment trackers: file_logger (built in, always on), aim (tuning-core[aim]), "
-                    "mlflow (tuning-core[mlflow])."})
+            "help": "Experiment trackers: file_logger (built in, always on), hf_resource_scanner (built in: peak "
+                    "memory and time to --scanner_output_filename), aim (tuning-core[aim]), mlflow "
+                    "(tuning-core[mlflow]), clearml (tuning-core[clearml])."})
+    training_logs_filename: str = field(
+        default="training_logs.jsonl", metadata={
+            "help": "File name, inside --output_dir, of the JSON-lines loss log the file_logger writes."})
+    scanner_output_filename: str = field(
+        default="scanner_output.json", metadata={
+            "help": "With --trackers hf_resource_scanner: file (inside --output_dir unless absolute) that "
+                    "receives the run's peak memory and timings as JSON."})
+    enable_reduce_loss_sum: bool = field(
+        default=False, metadata={
+            "help": "fms-hf-tuning's sum-reduced loss: each micro-batch's loss is the sum of its tokens' "
+                    "cross-entropy (not the mean), divided only by gradient accumulation; devices average "
+                    "gradients as usual. Not with prompt tuning."})
+

@@ -92,3 +92,18 @@ class DataArguments:
         metadata={"help": "Reuse the processed data of an earlier run with the same files, settings and tokenizer "
                           "(stored under $TUNING_CORE_CACHE or ~/.cache/tuning_core)."},
     )
+    num_train_dataset_shards: int = field(
+        default=1,
+        metadata={"help": "With --do_dataprocessing_only: how many parquet shards "
+                          "(train_dataset/ds_00000.parquet, ...) the processed training data is written as."},
+    )
+    num_eval_dataset_shards: int = field(
+        default=1,
+        metadata={"help": "With --do_dataprocessing_only: how many parquet shards the processed validation data "
+                          "is written as."},
+    )
+    dataset_image_field: str | None = field(
+        default=None,
+        metadata={"help": "fms-hf-tuning's image column for vision-language tuning. Not supported yet: giving it "
+                          "is an error."},
+    )

@@ -86,21 +86,21 @@ def prepare_datasets(config, tokenizer, pm=None) -> ProcessedData:
     return combine(parts, data_config, settings.max_seq_length if settings.packing else None)
 
 
-def save_processed(processed: ProcessedData, output_dir) -> list[Path]:
-    """Write output_dir/train_dataset/ (and validation_dataset/) as parquet, for --do_dataprocessing_only."""
+def save_processed(processed: ProcessedData, output_dir, num_train_shards: int = 1,
+                   num_eval_shards: int = 1) -> list[Path]:
+    """Write output_dir/train_dataset/ (and validation_dataset/) as parquet shards, for --do_dataprocessing_only."""
+    from tuning_core.data.shards import write_shards
+
     out = []
-    for name, ds in (("train_dataset", processed.train), ("validation_dataset", processed.eval)):
+    for name, ds, shards in (("train_dataset", processed.train, num_train_shards),
+                             ("validation_dataset", processed.eval, num_eval_shards)):
         if ds is None:
             continue
         if not hasattr(ds, "to_parquet"):  # streamed: materialize what it yields
             import datasets
 
             ds = datasets.Dataset.from_list(list(ds))
-        folder = Path(output_dir) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / "data.parquet"
-        ds.to_parquet(str(target))
-        out.append(target)
+        out += write_shards(ds, Path(output_dir) / name, shards)
     return out
 
 

@@ -87,6 +87,7 @@ def test_paths_that_are_files_are_config_errors(tmp_path):
     ("aim", "aim", "tuning-core-trackers[aim]"),
     ("mlflow", "mlflow", "tuning-core-trackers[mlflow]"),
     ("mlflow", "sqlalchemy", "tuning-core-trackers[mlflow]"),  # the default SQLite store needs it
+    ("clearml", "clearml", "tuning-core-trackers[clearml]"),
 ])
 def test_missing_library_names_the_extra(tmp_path, monkeypatch, tracker, hidden, extra):
     monkeypatch.setitem(sys.modules, hidden, None)  # what an environment without the library looks like
@@ -123,7 +124,40 @@ def test_tracker_flags_without_the_tracker_are_noted(tmp_path):
 
 def test_entry_point_module_imports_no_heavy_library():
     code = ("import sys, tuning_core_trackers.plugin; "
-            "print([m for m in ('torch', 'transformers', 'aim', 'mlflow') if m in sys.modules])")
+            "print([m for m in ('torch', 'transformers', 'aim', 'mlflow', 'clearml') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_aim_url_is_a_repository_url(tmp_path):
+    from tuning_core_trackers import settings
+
+    remote = settings.aim_settings(_validate(tmp_path, "--trackers", "aim", "--aim_url", "aim://10.0.0.5:53800"), "o")
+    assert (remote.repo, remote.remote) == ("aim://10.0.0.5:53800", True)
+    local = settings.aim_settings(_validate(tmp_path, "--trackers", "aim", "--aim_url", str(tmp_path / "r")), "o")
+    assert (local.repo, local.remote) == (str(tmp_path / "r"), False)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--aim_url", "aim://host"], "expected aim://HOST:PORT"),
+    (["--aim_url", "http://host:80"], "expected aim://HOST:PORT or a local folder"),
+    (["--aim_url", "aim://h:1", "--aim_repo", "r"], "give one of --aim_url"),
+    (["--aim_url", "aim://h:1", "--aim_remote_server_ip", "h", "--aim_remote_server_port", "1"], "give one of"),
+])
+def test_bad_aim_url(tmp_path, flags, expected):
+    assert expected in _error(tmp_path, "--trackers", "aim", *flags)
+
+
+def test_clearml_settings_and_server_check(tmp_path, monkeypatch):
+    from tuning_core_trackers import settings
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no clearml.conf
+    for var in ("CLEARML_API_HOST", "CLEARML_CONFIG_FILE", "TRAINS_CONFIG_FILE", "CLEARML_OFFLINE_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    assert "no ClearML server is configured" in _error(tmp_path, "--trackers", "clearml")
+    monkeypatch.setenv("CLEARML_OFFLINE_MODE", "1")
+    config = _validate(tmp_path, "--trackers", "clearml", "--experiment", "e")
+    assert settings.clearml_settings(config, str(tmp_path / "run-7")) == settings.ClearmlSettings("e", "run-7", True)
+    config = _validate(tmp_path, "--trackers", "clearml", "--clearml_project", "p", "--clearml_task", "t")
+    assert settings.clearml_settings(config, "o") == settings.ClearmlSettings("p", "t", True)

@@ -1,4 +1,4 @@
-"""--aim_remote_server_ip/--aim_remote_server_port: a real `aim server` on the loopback address."""
+"""--aim_remote_server_ip/--aim_remote_server_port, or --aim_url: a real `aim server` on the loopback address."""
 
 import gc
 import os
@@ -54,13 +54,15 @@ def aim_server(tmp_path):
             proc.wait()
 
 
-def test_training_records_to_a_remote_aim_server(aim_server, tmp_path, train_args, file_log, aim_reader):
+@pytest.mark.parametrize("how", ["ip_and_port", "aim_url"])
+def test_training_records_to_a_remote_aim_server(aim_server, tmp_path, train_args, file_log, aim_reader, how):
     from tuning_core.train import run_training
 
     repo, port = aim_server
     out = tmp_path / "out"
-    run_training(train_args(out, "--trackers", "aim", "--aim_remote_server_ip", "127.0.0.1",
-                            "--aim_remote_server_port", str(port), "--exp_metadata", '{"where": "remote"}'))
+    where = (["--aim_remote_server_ip", "127.0.0.1", "--aim_remote_server_port", str(port)] if how == "ip_and_port"
+             else ["--aim_url", f"aim://127.0.0.1:{port}"])
+    run_training(train_args(out, "--trackers", "aim", *where, "--exp_metadata", '{"where": "remote"}'))
     info_path = out / "aim_tracker.json"
     assert f'"repo": "aim://127.0.0.1:{port}"' in info_path.read_text()
     # The server wrote into its own repository; read that folder back directly.

@@ -41,6 +41,11 @@ class TrackerArguments:
         default=None,
         metadata={"help": "Port of the remote Aim server; needs --aim_remote_server_ip."},
     )
+    aim_url: str | None = field(
+        default=None,
+        metadata={"help": "Aim repository as one URL, e.g. aim://host:53800 for a remote `aim server` (or a local "
+                          "folder); fms-hf-tuning's alternative to --aim_remote_server_ip/--aim_remote_server_port."},
+    )
     mlflow_tracking_uri: str | None = field(
         default=None,
         metadata={"help": "MLflow tracking URI: sqlite:///path.db, a server http(s)://host:port, or a "
@@ -49,4 +54,13 @@ class TrackerArguments:
     mlflow_experiment: str | None = field(
         default=None,
         metadata={"help": "MLflow experiment name (default: --experiment)."},
+    )
+    clearml_project: str | None = field(
+        default=None,
+        metadata={"help": "ClearML project the run is recorded in (default: --experiment)."},
+    )
+    clearml_task: str | None = field(
+        default=None,
+        metadata={"help": "ClearML task name of the run (default: the --output_dir folder's name). Set "
+                          "CLEARML_OFFLINE_MODE=1 to record without a ClearML server."},
     )

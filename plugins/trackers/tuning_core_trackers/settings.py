@@ -18,10 +18,15 @@ from tuning_core_trackers.arguments import DEFAULT_EXPERIMENT
 
 AIM = "aim"
 MLFLOW = "mlflow"
+CLEARML = "clearml"
+TRACKERS = (AIM, MLFLOW, CLEARML)
 # The plugin's own extras: right whichever way the plugin itself was installed.
-EXTRAS = {AIM: "tuning-core-trackers[aim]", MLFLOW: "tuning-core-trackers[mlflow]"}
+EXTRAS = {AIM: "tuning-core-trackers[aim]", MLFLOW: "tuning-core-trackers[mlflow]",
+          CLEARML: "tuning-core-trackers[clearml]"}
 # Importable modules each tracker needs; SQL stores need two more than mlflow-skinny brings.
-_LIBRARIES = {AIM: ("aim",), MLFLOW: ("mlflow",)}
+_LIBRARIES = {AIM: ("aim",), MLFLOW: ("mlflow",), CLEARML: ("clearml",)}
+# Where ClearML finds a server (its own variables and file); without one it can only record offline.
+_CLEARML_SERVER_VARS = ("CLEARML_API_HOST", "CLEARML_CONFIG_FILE", "TRAINS_CONFIG_FILE")
 _SQL_LIBRARIES = ("sqlalchemy", "alembic")
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -31,6 +36,13 @@ class AimSettings:
     repo: str  # absolute folder, or aim://host:port for a remote server
     experiment: str
     remote: bool
+
+
+@dataclass(frozen=True)
+class ClearmlSettings:
+    project: str
+    task: str
+    offline: bool  # CLEARML_OFFLINE_MODE: the session is written to ClearML's cache folder, no server
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class MlflowSettings:
 def requested(config) -> list[str]:
     """The trackers this plugin runs, in the order asked for."""
     names = getattr(config, "trackers", None) or []
-    return list(dict.fromkeys(name for name in names if name in (AIM, MLFLOW)))
+    return list(dict.fromkeys(name for name in names if name in TRACKERS))
 
 
 def parse_exp_metadata(raw) -> dict:
@@ -76,6 +88,10 @@ def aim_settings(config, output_dir: str) -> AimSettings:
         missing = "--aim_remote_server_port" if port is None else "--aim_remote_server_ip"
         raise ConfigError(f"a remote Aim server needs both --aim_remote_server_ip and --aim_remote_server_port; "
                           f"{missing} is missing")
+    if config.aim_url:
+        if ip is not None or config.aim_repo:
+            raise ConfigError("give one of --aim_url, --aim_repo or --aim_remote_server_ip/--aim_remote_server_port")
+        return aim_url_settings(config.aim_url, experiment)
     if ip is not None:
         if config.aim_repo:
             raise ConfigError("give either --aim_repo (a local repository) or --aim_remote_server_ip/"
@@ -88,6 +104,41 @@ def aim_settings(config, output_dir: str) -> AimSettings:
     if os.path.isfile(repo):
         raise ConfigError(f"--aim_repo must be a folder; {repo} is a file")
     return AimSettings(repo=repo, experiment=experiment, remote=False)
+
+
+def aim_url_settings(url: str, experiment: str) -> AimSettings:
+    """--aim_url: aim://host:port is a remote server; anything without a scheme is a local folder."""
+    parsed = urlparse(url)
+    if parsed.scheme == "aim":
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if not parsed.hostname or port is None:
+            raise ConfigError(f"--aim_url {url!r}: expected aim://HOST:PORT for a remote Aim server")
+        return AimSettings(repo=f"aim://{parsed.hostname}:{port}", experiment=experiment, remote=True)
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise ConfigError(f"--aim_url {url!r}: expected aim://HOST:PORT or a local folder")
+    if os.path.isfile(url):
+        raise ConfigError(f"--aim_url must be a folder or aim://HOST:PORT; {url} is a file")
+    return AimSettings(repo=os.path.abspath(url), experiment=experiment, remote=False)
+
+
+def clearml_settings(config, output_dir: str) -> ClearmlSettings:
+    offline = os.environ.get("CLEARML_OFFLINE_MODE", "").strip().lower() in ("1", "true", "yes", "on")
+    return ClearmlSettings(project=config.clearml_project or config.experiment or DEFAULT_EXPERIMENT,
+                           task=config.clearml_task or os.path.basename(os.path.normpath(os.path.abspath(output_dir))),
+                           offline=offline)
+
+
+def check_clearml_server(settings: ClearmlSettings) -> None:
+    """Fail before training when ClearML has nowhere to record (fms-hf-tuning only warns mid-run)."""
+    if settings.offline or any(os.environ.get(v) for v in _CLEARML_SERVER_VARS):
+        return
+    if any(os.path.isfile(os.path.expanduser(p)) for p in ("~/clearml.conf", "~/.clearml.conf")):
+        return
+    raise ConfigError("--trackers clearml: no ClearML server is configured; run `clearml-init` (or set "
+                      "CLEARML_API_HOST and its keys), or set CLEARML_OFFLINE_MODE=1 to record offline")
 
 
 def mlflow_settings(config, output_dir: str) -> MlflowSettings:
@@ -131,5 +182,8 @@ def validate(config, output_dir: str) -> None:
         if tracker == AIM:
             aim_settings(config, output_dir)
             check_libraries(AIM)
+        elif tracker == CLEARML:
+            check_libraries(CLEARML)
+            check_clearml_server(clearml_settings(config, output_dir))
         else:
             check_libraries(MLFLOW, mlflow_settings(config, output_dir))

@@ -18,11 +18,12 @@ _INSTANCE_FACTORIES = {
     "fused_linear_cross_entropy": causal_lm.fused_linear_cross_entropy_forward,
     "triton_cross_entropy": causal_lm.triton_cross_entropy_loss,
     "rms_norm": norms.rms_norm_forward,
+    "gemma_rms_norm": norms.gemma_rms_norm_forward,
     "mlp": mlp.mlp_forward,
 }
 
 _FEATURE_NAMES = {"fused_linear": "fused linear cross-entropy", "cross_entropy": "Triton cross-entropy",
-                  "rms_norm": "fast RMSNorm", "rope": "fast RoPE", "swiglu": "fast SwiGLU", "lora": "fused LoRA"}
+                  "rms_norm": "fast RMSNorm", "rope": "fast RoPE", "swiglu": "fast SwiGLU/GeGLU", "lora": "fused LoRA"}
 
 
 def unwrap(model):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from tuning_core.plugin_api import ConfigError
 from tuning_core_fused_ops.patcher import patch_model
 from tuning_core_fused_ops.rules import ARCHITECTURES
 from tuning_core_fused_ops.selection import Selection
+
+from tuning_core.plugin_api import ConfigError
 
 NEW = ["qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "granitemoe", "qwen3_moe"]
 MOE = {"granitemoe", "qwen3_moe"}
@@ -23,8 +23,9 @@ VOCAB = 128
 @pytest.fixture(autouse=True)
 def _restore_module_functions():
     yield
-    from tuning_core_fused_ops.patches.install import _FUNCTION_ORIGINALS
     import importlib
+
+    from tuning_core_fused_ops.patches.install import _FUNCTION_ORIGINALS
 
     for (module_name, name), original in list(_FUNCTION_ORIGINALS.items()):
         setattr(importlib.import_module(module_name), name, original)
@@ -165,3 +166,26 @@ def test_fused_lora_matches_peft(arch, targets, expect, backend):
     assert all("lora_" in n for n in got[1])
     for label, count in expect.items():
         assert report.replaced.get(label) == count, report.replaced
+
+
+def test_phi3_partial_rotary_runs_the_kernel_on_the_rotated_channels(monkeypatch):
+    """Phi-3 with partial_rotary_factor < 1 (Phi-4-mini's layout): the kernel rotates the first channels, the rest
+    pass through; loss and gradients equal the model's own."""
+    from tuning_core_fused_ops.patches import rope as rope_patch
+
+    model = _model("phi3")
+    cfg = model.config
+    cfg.rope_parameters = {**cfg.rope_parameters, "partial_rotary_factor": 0.5}
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).train()
+    ids, labels = _batch()
+    ref = _loss_and_grads(model, ids, labels)
+    calls = []
+    real = rope_patch.rope_triton
+    monkeypatch.setattr(rope_patch, "rope_triton", lambda q, *a: calls.append(q.shape[-1]) or real(q, *a))
+    patch_model(model, Selection(rope=True))
+    _assert_same(ref, _loss_and_grads(model, ids, labels))
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    assert calls == [head_dim // 2] * cfg.num_hidden_layers

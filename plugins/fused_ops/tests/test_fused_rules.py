@@ -7,11 +7,10 @@ import inspect
 
 import pytest
 import torch
-
+from tuning_core_fused_ops.ops.rope import rope_reference
 from tuning_core_fused_ops.patcher import _INSTANCE_FACTORIES, patch_model
 from tuning_core_fused_ops.patches import rope as rope_patch
 from tuning_core_fused_ops.patches.install import plain_function, unpatch
-from tuning_core_fused_ops.ops.rope import rope_reference
 from tuning_core_fused_ops.rules import ARCHITECTURES, FEATURES
 from tuning_core_fused_ops.selection import Selection
 

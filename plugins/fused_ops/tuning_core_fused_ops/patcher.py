@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from tuning_core.plugin_api import ConfigError, PatchReport
 
 from .backend import resolve_backend
@@ -73,7 +75,8 @@ def _apply(rule: Rule, model, ctx: PatchContext, arch: Architecture) -> dict[str
             count(getattr(fn, "description", rule.replacement))
     elif rule.kind == "function":
         if ctx.use_triton is not False:
-            set_module_function(arch.modeling_module, rule.target, rope.rope_function, rule.replacement)
+            make = functools.partial(rope.rope_function, partial=arch.partial_rotary)
+            set_module_function(arch.modeling_module, rule.target, make, rule.replacement)
             count(f"{rule.replacement} (process-wide)")
     elif rule.kind == "qkv":
         for attention in _instances(model, rule.target):

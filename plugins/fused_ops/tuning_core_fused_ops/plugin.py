@@ -9,7 +9,12 @@ from __future__ import annotations
 from tuning_core.plugin_api import ConfigError, hookimpl
 
 from .args import FusedOpsArguments
-from .rules import ARCHITECTURES, architectures_details, softcap_problem, unsupported_message
+from .rules import (
+    ARCHITECTURES,
+    architectures_details,
+    softcap_problem,
+    unsupported_message,
+)
 from .selection import config_on_disk, selection_from_config
 
 

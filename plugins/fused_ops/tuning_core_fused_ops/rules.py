@@ -37,6 +37,7 @@ class Architecture:
     router_aux_loss: bool = False  # MoE: add router_aux_loss_coef * aux_loss to the loss (Mixtral)
     softcap_attr: str | None = None  # config attribute of the final-logit soft-cap the fused loss applies (Gemma)
     mlp_kernel: str = "SwiGLU"  # the gated activation of its MLP, for the report and `tuning-core plugins`
+    partial_rotary: bool = False  # its apply_rotary_pos_emb rotates the first cos.shape[-1] channels only (Phi-3)
 
 
 def _loss_rules(causal_lm: str) -> tuple[Rule, ...]:
@@ -96,7 +97,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gemma3_text": _llama_like("gemma3_text", "Gemma3", module="gemma3", norm="gemma_rms_norm",
                                softcap_attr="final_logit_softcapping", mlp_kernel="GeGLU"),
     # Phi-3: fused qkv_proj (one LoRA projection, the generic LoRA rule) and gate_up_proj (the MLP rule).
-    "phi3": _llama_like("phi3", "Phi3"),
+    "phi3": _llama_like("phi3", "Phi3", partial_rotary=True),
     # MoE: the dense parts here; the expert MLP is --fast_moe's.
     "granitemoe": _llama_like("granitemoe", "GraniteMoe", moe=True, logits_divisor_attr="logits_scaling",
                               router_aux_loss=True),

@@ -6,6 +6,7 @@ when it is installed), one JSON line per result.
     python benchmarks/kernels.py --size anchor     # the LM-head anchor: 4096 tokens, hidden 1024, vocab 128256
     python benchmarks/kernels.py --size full       # issue sizes (hidden 4096, vocab 32k/128k, 4k tokens; GPU)
     python benchmarks/kernels.py --only fused_linear_ce --size quick
+    python benchmarks/kernels.py --size arch       # per-architecture loss path (whole tiny model, labels) vs eager
 
 Each line: bench, device, impl, shape, dtype, time_ms (median fwd+bwd), peak_mb (above the inputs),
 saved_mb (held between forward and backward: output + saved activations), max_err (vs eager), and
@@ -37,6 +38,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+# transformers >= 5.25 imports the `kernels` package; run as a script, this file's folder comes first on
+# sys.path and this module would shadow it.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
 
 import torch
 import torch.nn.functional as F
@@ -282,6 +287,83 @@ def case_lora_mlp(device, dtype, tokens, hidden, intermediate, rank):
     return impls, dict(tokens=tokens, hidden=hidden, intermediate=intermediate, rank=rank), {}
 
 
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "granitemoe", "qwen3_moe")
+
+
+class _EagerModuleFunctions:
+    """Puts the modeling modules' own functions back (the fused RoPE is process-wide) for the eager rows."""
+
+    def __enter__(self):
+        import importlib
+
+        from tuning_core_fused_ops.patches.install import _FUNCTION_ORIGINALS
+
+        self.swapped = []
+        for (module_name, name), original in _FUNCTION_ORIGINALS.items():
+            module = importlib.import_module(module_name)
+            self.swapped.append((module, name, getattr(module, name)))
+            setattr(module, name, original)
+
+    def __exit__(self, *exc):
+        for module, name, patched in self.swapped:
+            setattr(module, name, patched)
+
+
+def case_arch_loss(device, dtype, arch, batch, seq, hidden, layers, intermediate, vocab):
+    """One training step's loss path (forward + backward of the whole tiny model with labels) per architecture:
+    eager transformers against the same weights patched with every fused_ops kernel (--fast_kernels plus
+    --fast_swiglu)."""
+    import transformers
+    from tuning_core_fused_ops.patcher import patch_model
+    from tuning_core_fused_ops.patches.install import unpatch
+    from tuning_core_fused_ops.selection import Selection
+
+    from tuning_core.testing.tiny import tiny_config
+
+    cfg = tiny_config(arch, vocab_size=vocab, hidden=hidden, layers=layers, heads=max(2, hidden // 64),
+                      intermediate=intermediate, max_positions=max(512, seq))
+    torch.manual_seed(0)
+    eager = transformers.AutoModelForCausalLM.from_config(cfg).to(device=device, dtype=dtype).train()
+    fused = transformers.AutoModelForCausalLM.from_config(cfg).to(device=device, dtype=dtype).train()
+    fused.load_state_dict(eager.state_dict())
+    ids = torch.randint(3, vocab, (batch, seq), device=device)
+    labels = ids.clone()
+    labels[:, : seq // 4] = IGNORE  # a prompt that is not trained on
+    extra = {"output_router_logits": True} if arch in ("granitemoe", "qwen3_moe") else {}
+
+    def eager_loss():
+        with _EagerModuleFunctions():
+            return eager(input_ids=ids, labels=labels, **extra).loss
+
+    def fused_loss():
+        return fused(input_ids=ids, labels=labels, **extra).loss
+
+    impls = [_impl("eager", list(eager.parameters()), eager_loss)]
+    backends = [("fused_torch", "torch")] + ([("fused_triton", "auto")] if device == "cuda" else [])
+    for name, backend in backends:
+        def run(backend=backend):
+            unpatch(fused)
+            patch_model(fused, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True,
+                                         backend=backend))
+            return fused_loss
+        impls.append(_impl(name, list(fused.parameters()), _Lazy(run)))
+    shape = dict(arch=arch, batch=batch, seq=seq, hidden=hidden, layers=layers, intermediate=intermediate,
+                 vocab=vocab, params_m=round(sum(p.numel() for p in eager.parameters()) / 1e6, 2))
+    return impls, shape, {}
+
+
+class _Lazy:
+    """A forward that patches the model for its backend on first use (so the two fused rows do not overlap)."""
+
+    def __init__(self, setup):
+        self.setup, self.fn = setup, None
+
+    def __call__(self):
+        if self.fn is None:
+            self.fn = self.setup()
+        return self.fn()
+
+
 CASES = {
     "fused_linear_ce": case_fused_linear_ce,
     "cross_entropy": case_cross_entropy,
@@ -289,7 +371,12 @@ CASES = {
     "swiglu": case_swiglu,
     "rope": case_rope,
     "lora_mlp": case_lora_mlp,
+    "arch_loss": case_arch_loss,
 }
+
+
+def _arch_rows(**size):
+    return [("arch_loss", dict(arch=a, **size)) for a in ARCHITECTURES]
 
 # (bench, kwargs) per size and device kind. "anchor" is the LM-head row of shared/reference/performance-anchors.md.
 SIZES = {
@@ -299,13 +386,15 @@ SIZES = {
                 ("rms_norm", dict(tokens=4096, hidden=1024)),
                 ("swiglu", dict(tokens=2048, intermediate=2816)),
                 ("rope", dict(batch=2, q_heads=8, kv_heads=2, seq=512, head_dim=64)),
-                ("lora_mlp", dict(tokens=1024, hidden=512, intermediate=1408, rank=16))],
+                ("lora_mlp", dict(tokens=1024, hidden=512, intermediate=1408, rank=16))]
+               + _arch_rows(batch=4, seq=256, hidden=256, layers=2, intermediate=688, vocab=32000),
         "cuda": [("fused_linear_ce", dict(tokens=2048, hidden=2048, vocab=32000)),
                  ("cross_entropy", dict(tokens=2048, vocab=32000)),
                  ("rms_norm", dict(tokens=4096, hidden=4096)),
                  ("swiglu", dict(tokens=4096, intermediate=11008)),
                  ("rope", dict(batch=2, q_heads=32, kv_heads=8, seq=2048, head_dim=128)),
-                 ("lora_mlp", dict(tokens=4096, hidden=4096, intermediate=11008, rank=16))],
+                 ("lora_mlp", dict(tokens=4096, hidden=4096, intermediate=11008, rank=16))]
+                + _arch_rows(batch=4, seq=1024, hidden=1024, layers=4, intermediate=2816, vocab=128256),
     },
     "anchor": {
         "cpu": [("fused_linear_ce", dict(tokens=4096, hidden=1024, vocab=128256))],
@@ -324,7 +413,12 @@ SIZES = {
                  ("rms_norm", dict(tokens=16384, hidden=4096)),
                  ("swiglu", dict(tokens=16384, intermediate=14336)),
                  ("rope", dict(batch=4, q_heads=32, kv_heads=8, seq=4096, head_dim=128)),
-                 ("lora_mlp", dict(tokens=8192, hidden=4096, intermediate=14336, rank=16))],
+                 ("lora_mlp", dict(tokens=8192, hidden=4096, intermediate=14336, rank=16))]
+                + _arch_rows(batch=4, seq=2048, hidden=2048, layers=4, intermediate=5632, vocab=128256),
+    },
+    "arch": {  # only the per-architecture loss path, small enough for a shared CPU
+        "cpu": _arch_rows(batch=4, seq=256, hidden=256, layers=2, intermediate=688, vocab=32000),
+        "cuda": _arch_rows(batch=4, seq=1024, hidden=1024, layers=4, intermediate=2816, vocab=128256),
     },
 }
 

@@ -50,7 +50,7 @@ def cmd_plugins(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="Print machine-readable JSON.")
     args = parser.parse_args(argv)
     from tuning_core.config.fields import specs_for
-    from tuning_core.plugins import get_plugin_manager, hooks_implemented, plugin_infos
+    from tuning_core.plugins import get_plugin_manager, hooks_implemented, plugin_details, plugin_infos
 
     pm = get_plugin_manager()
     rows = []
@@ -61,6 +61,9 @@ def cmd_plugins(argv: list[str]) -> int:
                 flags.extend(f"--{s.name}" for s in specs_for(cls))
         rows.append({"name": info.name, "distribution": info.distribution, "version": info.version,
                      "builtin": info.builtin, "hooks": hooks_implemented(pm, info.name), "flags": flags})
+        details = plugin_details(pm, info.name)
+        if details:
+            rows[-1]["details"] = details
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -70,6 +73,8 @@ def cmd_plugins(argv: list[str]) -> int:
         print(f"    hooks: {', '.join(h.replace('tuning_core_', '') for h in row['hooks']) or '-'}")
         if row["flags"]:
             print(f"    flags: {' '.join(row['flags'])}")
+        for key, value in row.get("details", {}).items():
+            print(f"    {key}: {', '.join(value) if isinstance(value, (dict, list)) else value}")
     return 0
 
 

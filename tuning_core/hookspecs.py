@@ -54,6 +54,11 @@ def tuning_core_trainer_callbacks(config, run):
 
 
 @hookspec
+def tuning_core_plugin_details():
+    """Return a JSON-serialisable dict of what the plugin supports, shown by `tuning-core plugins` (no torch)."""
+
+
+@hookspec
 def tuning_core_cli_commands():
     """Return a list of CliCommand objects that become `tuning-core` subcommands."""
 

@@ -206,6 +206,16 @@ def call_all(pm: pluggy.PluginManager, hook_name: str, **kwargs):
     return [(_answered_by(result, answers), result) for result in results]
 
 
+def plugin_details(pm: pluggy.PluginManager, name: str) -> dict:
+    """The merged ``tuning_core_plugin_details`` answers of plugin ``name`` alone."""
+    plugin = pm.get_plugin(name)
+    others = [p for p in pm.get_plugins() if p is not plugin]
+    details: dict = {}
+    for part in pm.subset_hook_caller("tuning_core_plugin_details", remove_plugins=others)():
+        details.update(part or {})
+    return details
+
+
 def hooks_implemented(pm: pluggy.PluginManager, name: str) -> list[str]:
     plugin = pm.get_plugin(name)
     return sorted(c.name for c in pm.get_hookcallers(plugin) or [])

@@ -93,7 +93,32 @@ def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, h
         return transformers.GraniteConfig(**llama_like)
     if arch == "mixtral":
         return transformers.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **llama_like)
+    if arch in MORE_ARCHITECTURES:
+        return MORE_ARCHITECTURES[arch](transformers, llama_like)
     raise ValueError(f"unknown architecture {arch!r}")
+
+
+def _gemma_like(config_class, llama_like: dict, **extra):
+    head_dim = llama_like["hidden_size"] // llama_like["num_attention_heads"]
+    layers = llama_like["num_hidden_layers"]
+    return config_class(head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=8,
+                        layer_types=["sliding_attention", "full_attention"] * (layers // 2) + ["full_attention"] * (layers % 2),
+                        **{**llama_like, "tie_word_embeddings": True}, **extra)
+
+
+# Architectures of the fused_ops "more architectures" rules (issue 18): model_type -> config builder.
+# Gemma keeps its own soft-capping defaults (Gemma 2: attention 50, final logits 30) so tests see them.
+MORE_ARCHITECTURES = {
+    "qwen2": lambda t, c: t.Qwen2Config(**c),
+    "qwen3": lambda t, c: t.Qwen3Config(head_dim=c["hidden_size"] // c["num_attention_heads"], **c),
+    "gemma2": lambda t, c: _gemma_like(t.Gemma2Config, c, attn_implementation="eager"),
+    "gemma3_text": lambda t, c: _gemma_like(t.Gemma3TextConfig, c),
+    "phi3": lambda t, c: t.Phi3Config(pad_token_id=None, **c),
+    "granitemoe": lambda t, c: t.GraniteMoeConfig(num_local_experts=4, num_experts_per_tok=2, logits_scaling=2.0, **c),
+    "qwen3_moe": lambda t, c: t.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2,
+                                               moe_intermediate_size=c["intermediate_size"],
+                                               head_dim=c["hidden_size"] // c["num_attention_heads"], **c),
+}
 
 
 def build_model(out_dir: str | Path, arch: str = "llama", tokenizer_dir: str | Path | None = None,

@@ -13,7 +13,8 @@ def plugins(plugins_enabled):
     return lambda names: plugins_enabled(*[n for n in names.split(",") if n])
 
 
-def _train(model_dir, data, out_dir, extra):
+def _train(model_dir, data, out_dir, extra, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                     "down_proj")):
     from transformers import set_seed
 
     from tuning_core.train import run_training
@@ -23,8 +24,8 @@ def _train(model_dir, data, out_dir, extra):
     result = run_training([
         "--model_name_or_path", str(model_dir), "--training_data_path", str(data), "--output_dir", str(out_dir),
         "--response_template", "\n### Label:", "--dataset_text_field", "output", "--peft_method", "lora",
-        "--r", "4", "--lora_alpha", "16", "--lora_dropout", "0", "--target_modules", "q_proj", "k_proj",
-        "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "--per_device_train_batch_size", "2",
+        "--r", "4", "--lora_alpha", "16", "--lora_dropout", "0", "--target_modules", *targets,
+        "--per_device_train_batch_size", "2",
         "--max_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-2", "--save_strategy", "no",
         "--seed", "0", *extra])
     losses = [e["loss"] for e in result.trainer.state.log_history if "loss" in e]
@@ -41,6 +42,31 @@ def test_run_training_with_fms_flags(tiny_llama, twitter_data, tmp_path, plugins
     for line in ("LlamaForCausalLM.forward -> fused_linear_cross_entropy", "LlamaRMSNorm.forward -> rms_norm",
                  "apply_rotary_pos_emb -> rope", "LoRA q/k/v -> fused_lora_qkv", "fused LoRA MLP",
                  "Triton kernels through the CPU interpreter"):
+        assert line in banner, banner
+    assert len(ref) == 3
+    assert got == pytest.approx(ref, rel=1e-4)
+
+
+@pytest.mark.parametrize("arch,targets,banner_lines", [
+    ("gemma2", ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+     ("Gemma2RMSNorm.forward -> gemma_rms_norm", "fused LoRA MLP (GeGLU inside)")),
+    ("phi3", ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
+     ("Phi3RMSNorm.forward -> rms_norm", "fused LoRA MLP (SwiGLU inside)")),
+])
+def test_run_training_new_architectures(arch, targets, banner_lines, bpe_tokenizer_dir, twitter_data, tmp_path,
+                                        plugins):
+    from tuning_core.testing.tiny import build_model
+
+    model_dir = build_model(tmp_path / "model", arch=arch, tokenizer_dir=bpe_tokenizer_dir)
+    attn = ["--attn_implementation", "eager"] if arch == "gemma2" else []  # Gemma 2 has no sdpa (soft-capping)
+    plugins("")
+    _, ref = _train(model_dir, twitter_data, tmp_path / "ref", attn, targets)
+    plugins("fused_ops")
+    result, got = _train(model_dir, twitter_data, tmp_path / "fused",
+                         [*attn, "--fast_kernels", "True", "True", "True", "--fast_swiglu", "--fast_lora"], targets)
+    banner = "\n".join(result.banner)
+    for line in (f"{type(result.trainer.model.get_base_model()).__name__}.forward -> fused_linear_cross_entropy",
+                 "apply_rotary_pos_emb -> rope", *banner_lines):
         assert line in banner, banner
     assert len(ref) == 3
     assert got == pytest.approx(ref, rel=1e-4)

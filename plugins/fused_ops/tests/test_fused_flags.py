@@ -97,10 +97,11 @@ def test_selection_names_no_other_plugin():
 
 
 def test_validate_rejects_an_unsupported_checkpoint_before_loading(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "falcon"}))
     cfg = FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(tmp_path))
-    with pytest.raises(ConfigError, match="model type 'qwen2'.*supported model types: gpt_bigcode, granite, llama, "
-                                          "mistral, mixtral"):
+    with pytest.raises(ConfigError, match="model type 'falcon'.*supported model types: gemma2, gemma3_text, "
+                                          "gpt_bigcode, granite, granitemoe, llama, mistral, mixtral, phi3, qwen2, "
+                                          "qwen3, qwen3_moe"):
         plugin.tuning_core_validate_config(cfg)
     plugin.tuning_core_validate_config(FakeConfig(model_name_or_path=str(tmp_path)))  # nothing selected: fine
 
@@ -133,3 +134,61 @@ def test_flag_metadata_follows_the_contract():
         assert f.metadata.get("help"), f.name
     nargs = {f.name: f.metadata.get("nargs") for f in dataclasses.fields(FusedOpsArguments)}
     assert nargs["fast_kernels"] == 3 and nargs["fused_lora"] == 2
+
+
+@pytest.mark.parametrize("cap", [0, -1.5, "30", True])
+def test_validate_rejects_a_gemma_softcap_the_fused_loss_cannot_apply(tmp_path, cap):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2", "final_logit_softcapping": cap}))
+    cfg = FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"config.json: final_logit_softcapping: expected a finite number c > 0 .*"
+                                          r"--fast_cross_entropy"):
+        plugin.tuning_core_validate_config(cfg)
+    # The full-logits loss is the model's own softcapped logits: nothing for the plugin to apply.
+    plugin.tuning_core_validate_config(FakeConfig(FusedOpsArguments(fast_cross_entropy=True),
+                                                  model_name_or_path=str(tmp_path)))
+
+
+@pytest.mark.parametrize("cap", [None, 30.0])
+def test_validate_accepts_supported_gemma_softcaps(tmp_path, cap):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3_text", "final_logit_softcapping": cap}))
+    plugin.tuning_core_validate_config(
+        FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(tmp_path)))
+
+
+def test_gemma_unsupported_softcap_through_the_cli_exits_2_without_traceback(tmp_path):
+    from tuning_core.testing.tiny import bundled_dataset_path
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2", "final_logit_softcapping": 0.0}))
+    proc = subprocess.run([sys.executable, "-m", "tuning_core", "train", "--model_name_or_path", str(tmp_path),
+                           "--training_data_path", str(bundled_dataset_path()), "--output_dir", str(tmp_path / "out"),
+                           "--fast_kernels", "True", "True", "True"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("tuning-core: error:")]
+    assert len(errors) == 1 and "config.json: final_logit_softcapping: expected a finite number c > 0" in errors[0]
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_tuning_core_plugin_details_lists_architectures_and_their_kernels():
+    """`tuning-core plugins --json` shows, per supported architecture, which kernel each feature applies."""
+    from tuning_core_fused_ops.rules import ARCHITECTURES
+
+    details = plugin.tuning_core_plugin_details()["architectures"]
+    assert sorted(details) == sorted(ARCHITECTURES)
+    proc = subprocess.run([sys.executable, "-m", "tuning_core", "plugins", "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = {r["name"]: r for r in json.loads(proc.stdout)}["fused_ops"]
+    assert "tuning_core_plugin_details" in row["hooks"]
+    archs = row["details"]["architectures"]
+    assert archs == details
+    assert archs["gemma2"]["kernels"]["swiglu"] == "GeGLU (Gemma2MLP)"
+    assert "(1 + weight)" in archs["gemma3_text"]["kernels"]["rms_norm"]
+    assert "final_logit_softcapping soft-cap applied inside the chunks" in archs["gemma2"]["kernels"]["fused_linear"]
+    assert archs["llama"]["kernels"]["swiglu"] == "SwiGLU (LlamaMLP)"
+    assert "whole Phi3MLP" in archs["phi3"]["kernels"]["lora"]
+    assert "swiglu" not in archs["granitemoe"]["kernels"] and "swiglu" in archs["granitemoe"]["not_applicable"]
+    assert set(archs["gpt_bigcode"]["kernels"]) == {"fused_linear", "cross_entropy", "lora"}
+    plain = subprocess.run([sys.executable, "-m", "tuning_core", "plugins"], capture_output=True, text=True,
+                           timeout=300)
+    assert "    architectures: gemma2, gemma3_text, gpt_bigcode, granite, granitemoe, llama" in plain.stdout

@@ -219,8 +219,9 @@ def test_unsupported_architecture_is_a_clear_error():
 
     cfg = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=32)
     model = transformers.GPT2LMHeadModel(cfg)
-    with pytest.raises(ConfigError, match=r"model type 'gpt2'.*supported model types: gpt_bigcode, granite, llama, "
-                                          r"mistral, mixtral"):
+    with pytest.raises(ConfigError, match=r"model type 'gpt2'.*supported model types: gemma2, gemma3_text, "
+                                          r"gpt_bigcode, granite, granitemoe, llama, mistral, mixtral, phi3, qwen2, "
+                                          r"qwen3, qwen3_moe"):
         patch_model(model, ALL_KERNELS)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from tuning_core.plugin_api import ConfigError, PatchReport
 
 from .backend import resolve_backend
@@ -18,11 +20,12 @@ _INSTANCE_FACTORIES = {
     "fused_linear_cross_entropy": causal_lm.fused_linear_cross_entropy_forward,
     "triton_cross_entropy": causal_lm.triton_cross_entropy_loss,
     "rms_norm": norms.rms_norm_forward,
+    "gemma_rms_norm": norms.gemma_rms_norm_forward,
     "mlp": mlp.mlp_forward,
 }
 
 _FEATURE_NAMES = {"fused_linear": "fused linear cross-entropy", "cross_entropy": "Triton cross-entropy",
-                  "rms_norm": "fast RMSNorm", "rope": "fast RoPE", "swiglu": "fast SwiGLU", "lora": "fused LoRA"}
+                  "rms_norm": "fast RMSNorm", "rope": "fast RoPE", "swiglu": "fast SwiGLU/GeGLU", "lora": "fused LoRA"}
 
 
 def unwrap(model):
@@ -72,7 +75,8 @@ def _apply(rule: Rule, model, ctx: PatchContext, arch: Architecture) -> dict[str
             count(getattr(fn, "description", rule.replacement))
     elif rule.kind == "function":
         if ctx.use_triton is not False:
-            set_module_function(arch.modeling_module, rule.target, rope.rope_function, rule.replacement)
+            make = functools.partial(rope.rope_function, partial=arch.partial_rotary)
+            set_module_function(arch.modeling_module, rule.target, make, rule.replacement)
             count(f"{rule.replacement} (process-wide)")
     elif rule.kind == "qkv":
         for attention in _instances(model, rule.target):

@@ -9,8 +9,13 @@ from __future__ import annotations
 from tuning_core.plugin_api import ConfigError, hookimpl
 
 from .args import FusedOpsArguments
-from .rules import ARCHITECTURES, unsupported_message
-from .selection import model_type_on_disk, selection_from_config
+from .rules import (
+    ARCHITECTURES,
+    architectures_details,
+    softcap_problem,
+    unsupported_message,
+)
+from .selection import config_on_disk, selection_from_config
 
 
 @hookimpl
@@ -19,14 +24,27 @@ def tuning_core_config_classes():
 
 
 @hookimpl
+def tuning_core_plugin_details():
+    return {"architectures": architectures_details()}
+
+
+@hookimpl
 def tuning_core_validate_config(config):
     selection = selection_from_config(config)
     if not selection.features:
         return
-    # Catch an unsupported architecture before the model loads, when the checkpoint is a local folder.
-    model_type = model_type_on_disk(getattr(config, "model_name_or_path", None))
+    # Catch an unsupported architecture (or loss setting) before the model loads, when the checkpoint is local.
+    path, model_config = config_on_disk(getattr(config, "model_name_or_path", None))
+    model_type = model_config.get("model_type")
     if model_type is not None and model_type not in ARCHITECTURES:
         raise ConfigError(unsupported_message(model_type, _flags(selection)))
+    arch = ARCHITECTURES.get(model_type)
+    if arch is not None and arch.softcap_attr and selection.loss == "fused_linear":
+        value = model_config.get(arch.softcap_attr)
+        problem = softcap_problem(value)
+        if problem:
+            raise ConfigError(f"{path}: {arch.softcap_attr}: {problem}, got {value!r}; the fused loss of "
+                              "--fast_kernels/--fused_linear_loss cannot apply it (use --fast_cross_entropy instead)")
 
 
 @hookimpl

@@ -107,12 +107,18 @@ def selection_from_config(config) -> Selection:
                      chunk_rows=args.fused_loss_chunk_size or None)
 
 
-def model_type_on_disk(model_name_or_path) -> str | None:
-    """The ``model_type`` in a local checkpoint's config.json, read without transformers; None if unknown."""
+def config_on_disk(model_name_or_path) -> tuple[Path | None, dict]:
+    """A local checkpoint's config.json (path, contents), read without transformers; (None, {}) if unknown."""
     if not model_name_or_path:
-        return None
+        return None, {}
     path = Path(str(model_name_or_path)) / "config.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("model_type")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return None, {}
+    return (path, data) if isinstance(data, dict) else (None, {})
+
+
+def model_type_on_disk(model_name_or_path) -> str | None:
+    """The ``model_type`` in a local checkpoint's config.json; None if unknown."""
+    return config_on_disk(model_name_or_path)[1].get("model_type")

@@ -1,4 +1,4 @@
-"""Fused linear cross-entropy: ``loss(hidden @ weight.T * scale, targets)`` without the full logits.
+"""Fused linear cross-entropy: ``loss(softcap(hidden @ weight.T * scale), targets)`` without the full logits.
 
 The rows that carry a target are gathered once (ignored rows cost nothing),
 then processed in chunks: one chunk of logits lives at a time, its gradient
@@ -35,7 +35,7 @@ def default_chunk_rows(n_rows: int, hidden_size: int, vocab_size: int) -> int:
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, divisor, logit_scale, chunk_rows, use_triton):
+    def forward(ctx, hidden, weight, targets, ignore_index, divisor, logit_scale, chunk_rows, use_triton, softcap):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_grad = want_h or want_w
         rows = (targets != ignore_index).nonzero().squeeze(1)
@@ -62,7 +62,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             logits = buf[: stop - start]
             torch.mm(hc, weight.t(), out=logits)
             loss_sum += loss_and_grad_(logits, t[start:stop], ignore_index,
-                                       grad_scale if want_grad else None, use_triton)
+                                       grad_scale if want_grad else None, use_triton, softcap)
             if want_h:
                 torch.mm(logits, weight, out=grad_h[start:stop])
                 if logit_scale != 1.0:
@@ -91,14 +91,17 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             grad_h = grad_h.mul_(grad_loss.to(grad_h.dtype))
         if grad_w is not None:
             grad_w = grad_w.mul_(grad_loss.to(grad_w.dtype))
-        return grad_h, grad_w, None, None, None, None, None, None
+        return grad_h, grad_w, None, None, None, None, None, None, None
 
 
 def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
                                ignore_index: int = -100, divisor: float | torch.Tensor | None = None,
                                logit_scale: float = 1.0, chunk_rows: int | None = None,
-                               use_triton: bool | None = None) -> torch.Tensor:
+                               use_triton: bool | None = None, softcap: float | None = None) -> torch.Tensor:
     """Cross-entropy of ``(hidden @ weight.T) * logit_scale`` against ``targets`` (float32 scalar).
+
+    ``softcap`` c soft-caps the logits inside each chunk, ``c * tanh(logits / c)`` (Gemma 2/3's
+    ``final_logit_softcapping``); None or 0 leaves them as they are.
 
     ``hidden`` is ``[rows, hidden_size]``, ``weight`` is ``[vocab, hidden_size]``.
     ``divisor`` None averages over non-ignored rows; otherwise the summed loss
@@ -117,4 +120,4 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
         hidden, weight = hidden.to(dtype), weight.to(dtype)
     with torch.autocast(device_type, enabled=False):
         return _FusedLinearCrossEntropy.apply(hidden, weight, targets, ignore_index, divisor, float(logit_scale),
-                                              chunk_rows, use_triton)
+                                              chunk_rows, use_triton, float(softcap) if softcap else None)

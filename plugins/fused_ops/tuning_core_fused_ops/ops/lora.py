@@ -11,8 +11,9 @@ Three shapes, as in the Llama family:
 * ``lora_linear``: one projection (o_proj, or any other LoRA layer);
 * ``lora_shared_input``: several projections of the same input (q, k, v):
   the input is saved once and its gradient accumulated in one buffer;
-* ``lora_mlp``: gate/up/down with the SwiGLU in between; ``silu(g) * u`` is
-  recomputed in backward rather than stored (needs LoRA dropout 0).
+* ``lora_mlp``: gate/up/down with the SwiGLU (or GeGLU) in between; ``act(g) * u``
+  is recomputed in backward rather than stored (needs LoRA dropout 0). Phi-3's
+  fused ``gate_up_proj`` is one projection whose output halves are gate and up.
 
 Dtypes follow PEFT: the adapter runs in the adapter weights' dtype (often
 float32 over a bf16 base) and the sum is cast back to the base's dtype.
@@ -121,14 +122,14 @@ def lora_linear(x: torch.Tensor, base: BaseProjection, x_lora: torch.Tensor, A: 
 
 class _LoraMLP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, bases, use_triton, Ag, Bg, Au, Bu, Ad, Bd):
+    def forward(ctx, x, bases, use_triton, activation, Ag, Bg, Au, Bu, Ad, Bd):
         gate_b, up_b, down_b = bases
         g, xa_g = _forward_one(x, x, gate_b, Ag, Bg)
         u, xa_u = _forward_one(x, x, up_b, Au, Bu)
-        h = swiglu_forward(g, u, use_triton)
+        h = swiglu_forward(g, u, use_triton, activation)
         y, ha = _forward_one(h, h, down_b, Ad, Bd)
         ctx.save_for_backward(x, g, u, xa_g, xa_u, ha, Ag, Bg, Au, Bu, Ad, Bd)
-        ctx.bases, ctx.use_triton = bases, use_triton
+        ctx.bases, ctx.use_triton, ctx.activation = bases, use_triton, activation
         return y
 
     @staticmethod
@@ -136,22 +137,56 @@ class _LoraMLP(torch.autograd.Function):
         x, g, u, xa_g, xa_u, ha, Ag, Bg, Au, Bu, Ad, Bd = ctx.saved_tensors
         gate_b, up_b, down_b = ctx.bases
         need = ctx.needs_input_grad
-        h = swiglu_forward(g, u, ctx.use_triton)  # recomputed, not stored
-        dh, _, dAd, dBd = _backward_one(dy, h, ha, down_b, Ad, Bd, need[7], need[8], shared=True)
+        h = swiglu_forward(g, u, ctx.use_triton, ctx.activation)  # recomputed, not stored
+        dh, _, dAd, dBd = _backward_one(dy, h, ha, down_b, Ad, Bd, need[8], need[9], shared=True)
         del h
-        dg, du = swiglu_backward(dh, g, u, ctx.use_triton)
+        dg, du = swiglu_backward(dh, g, u, ctx.use_triton, ctx.activation)
         del dh
-        dx, _, dAg, dBg = _backward_one(dg, x, xa_g, gate_b, Ag, Bg, need[3], need[4], shared=True)
+        dx, _, dAg, dBg = _backward_one(dg, x, xa_g, gate_b, Ag, Bg, need[4], need[5], shared=True)
         del dg
-        dxu, _, dAu, dBu = _backward_one(du, x, xa_u, up_b, Au, Bu, need[5], need[6], shared=True)
+        dxu, _, dAu, dBu = _backward_one(du, x, xa_u, up_b, Au, Bu, need[6], need[7], shared=True)
         dx.add_(dxu)
-        return dx, None, None, dAg, dBg, dAu, dBu, dAd, dBd
+        return dx, None, None, None, dAg, dBg, dAu, dBu, dAd, dBd
 
 
-def lora_mlp(x: torch.Tensor, gate, up, down, use_triton: bool) -> torch.Tensor:
-    """``down(silu(gate(x)) * up(x))`` with LoRA on all three; each argument is (BaseProjection, A, B)."""
+class _LoraFusedGateUpMLP(torch.autograd.Function):
+    """Phi-3: ``gate_up`` is one LoRA projection; its output's first half is the gate, the second the up."""
+
+    @staticmethod
+    def forward(ctx, x, bases, use_triton, activation, Agu, Bgu, Ad, Bd):
+        gate_up_b, down_b = bases
+        gu, xa_gu = _forward_one(x, x, gate_up_b, Agu, Bgu)
+        g, u = gu.chunk(2, dim=-1)
+        h = swiglu_forward(g, u, use_triton, activation)
+        y, ha = _forward_one(h, h, down_b, Ad, Bd)
+        ctx.save_for_backward(x, gu, xa_gu, ha, Agu, Bgu, Ad, Bd)
+        ctx.bases, ctx.use_triton, ctx.activation = bases, use_triton, activation
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, gu, xa_gu, ha, Agu, Bgu, Ad, Bd = ctx.saved_tensors
+        gate_up_b, down_b = ctx.bases
+        need = ctx.needs_input_grad
+        g, u = gu.chunk(2, dim=-1)
+        h = swiglu_forward(g, u, ctx.use_triton, ctx.activation)
+        dh, _, dAd, dBd = _backward_one(dy, h, ha, down_b, Ad, Bd, need[6], need[7], shared=True)
+        del h
+        dgu = torch.cat(swiglu_backward(dh, g, u, ctx.use_triton, ctx.activation), dim=-1)
+        del dh
+        dx, _, dAgu, dBgu = _backward_one(dgu, x, xa_gu, gate_up_b, Agu, Bgu, need[4], need[5], shared=True)
+        return dx, None, None, None, dAgu, dBgu, dAd, dBd
+
+
+def lora_mlp(x: torch.Tensor, gate, up, down, use_triton: bool, activation: str = "silu") -> torch.Tensor:
+    """``down(act(gate(x)) * up(x))`` with LoRA on all three; each argument is (BaseProjection, A, B).
+    ``up`` None: ``gate`` is a fused gate/up projection (Phi-3's ``gate_up_proj``)."""
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
-    (gb, Ag, Bg), (ub, Au, Bu), (db, Ad, Bd) = gate, up, down
-    y = _LoraMLP.apply(x2, (gb, ub, db), use_triton, Ag, Bg, Au, Bu, Ad, Bd)
+    (gb, Ag, Bg), (db, Ad, Bd) = gate, down
+    if up is None:
+        y = _LoraFusedGateUpMLP.apply(x2, (gb, db), use_triton, activation, Ag, Bg, Ad, Bd)
+    else:
+        ub, Au, Bu = up
+        y = _LoraMLP.apply(x2, (gb, ub, db), use_triton, activation, Ag, Bg, Au, Bu, Ad, Bd)
     return y.reshape(*shape[:-1], y.shape[-1])

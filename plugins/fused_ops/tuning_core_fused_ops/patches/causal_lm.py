@@ -21,8 +21,11 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_utils import slice_logits_to_keep
 
+from tuning_core.plugin_api import ConfigError
+
 from ..ops.cross_entropy import cross_entropy
 from ..ops.fused_linear_ce import fused_linear_cross_entropy
+from ..rules import softcap_problem
 from .context import PatchContext
 
 
@@ -47,6 +50,18 @@ def lm_head_weight(lm) -> torch.Tensor | None:
     return head.weight
 
 
+def final_logit_softcap(config, arch) -> float | None:
+    """The soft-cap the model applies to its final logits (Gemma 2/3), which the fused loss applies per chunk."""
+    if not arch.softcap_attr:
+        return None
+    value = getattr(config, arch.softcap_attr, None)
+    problem = softcap_problem(value)
+    if problem:
+        raise ConfigError(f"{arch.softcap_attr}={value!r} in the {arch.model_type} model config: {problem}; the "
+                          "fused loss of --fast_kernels/--fused_linear_loss cannot apply it (use --fast_cross_entropy)")
+    return float(value) if value else None
+
+
 def fused_linear_cross_entropy_forward(lm, ctx: PatchContext):
     """Factory for the causal LM's forward; None when the lm_head is not a plain linear layer."""
     if lm_head_weight(lm) is None:
@@ -55,6 +70,7 @@ def fused_linear_cross_entropy_forward(lm, ctx: PatchContext):
     decoder = getattr(lm, ctx.arch.decoder_attr)
     divisor_attr = ctx.arch.logits_divisor_attr
     logit_scale = 1.0 / float(getattr(lm.config, divisor_attr)) if divisor_attr else 1.0
+    softcap = final_logit_softcap(lm.config, ctx.arch)
     router_aux_loss = ctx.arch.router_aux_loss
 
     @functools.wraps(original)  # keeps the signature, so Trainer still passes num_items_in_batch
@@ -80,7 +96,7 @@ def fused_linear_cross_entropy_forward(lm, ctx: PatchContext):
         loss = fused_linear_cross_entropy(
             hidden.reshape(-1, hidden.shape[-1]), lm_head_weight(lm), targets.reshape(-1).to(hidden.device),
             ignore_index=ignore_index, divisor=kwargs.get("num_items_in_batch"), logit_scale=logit_scale,
-            chunk_rows=ctx.selection.chunk_rows, use_triton=ctx.use_triton)
+            chunk_rows=ctx.selection.chunk_rows, use_triton=ctx.use_triton, softcap=softcap)
         aux = getattr(out, "aux_loss", None) if router_aux_loss else None
         if aux is not None:
             loss = loss + lm.router_aux_loss_coef * aux.to(loss.device)

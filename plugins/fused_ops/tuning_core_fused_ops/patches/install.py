@@ -36,6 +36,23 @@ def set_loss_function(model, fn: Callable, label: str) -> None:
     model.loss_function = mark(fn, label)  # transformers keeps it as model._loss_function
 
 
+def plain_function(obj) -> Callable:
+    """The Python function behind a modeling-module function.
+
+    transformers 5.25 turns some of them (``apply_rotary_pos_emb``) into an instance of a ``kernels`` ``Func``
+    module whose ``forward(*args, **kwargs)`` calls the original function unless a hub kernel was selected;
+    earlier releases, and functions nobody kernelized, are the function itself. Either way the attention code
+    calls the module-level name, so replacing that name takes effect for both shapes.
+    """
+    if not callable(obj) or not hasattr(type(obj), "kernel_layer_name"):
+        return obj
+    forward = getattr(type(obj), "forward", None)
+    cells = dict(zip(getattr(getattr(forward, "__code__", None), "co_freevars", ()),
+                     getattr(forward, "__closure__", None) or ()))
+    inner = cells.get("func")
+    return inner.cell_contents if inner is not None and callable(inner.cell_contents) else obj
+
+
 def set_module_function(module_name: str, name: str, make: Callable[[Callable], Callable], label: str) -> bool:
     """Replace ``module_name.name`` by ``make(original)`` once; returns False when already replaced."""
     module = importlib.import_module(module_name)

@@ -9,7 +9,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install torch==2.13.0
 fi
 "$PY" -m pip install -e ".[test,report]"
-"$PY" -m pip install -e plugins/packing -e plugins/fused_ops -e "plugins/peft_gptq[qlora]" -e "plugins/trackers[aim,mlflow]"
+"$PY" -m pip install -e plugins/packing -e plugins/fused_ops -e "plugins/peft_gptq[qlora]" -e "plugins/trackers[aim,mlflow]" -e plugins/eval
 "$PY" -m pip install -e "examples/third_party_plugin"
 
 if [ "${SKIP_DEMO:-0}" != "1" ]; then

@@ -6,6 +6,7 @@ FIRST_PARTY = {
     "fused_ops": ("fused-ops", "tuning-core-fused-ops"),
     "peft_gptq": ("peft-gptq", "tuning-core-peft-gptq"),
     "trackers": ("aim", "tuning-core-trackers"),
+    "eval": ("eval", "tuning-core-eval"),
 }
 
 FLAG_OWNERS = {
@@ -30,12 +31,16 @@ FLAG_OWNERS = {
     "experiment": "trackers",
     "exp_metadata": "trackers",
     "run_uri_export_path": "trackers",
+    "eval_tasks": "eval",
+    "eval_tasks_limit": "eval",
+    "eval_tasks_num_fewshot": "eval",
+    "eval_tasks_batch_size": "eval",
 }
 
 TRACKER_OWNERS = {"aim": "trackers", "mlflow": "trackers"}
 TRACKER_EXTRAS = {"aim": "aim", "mlflow": "mlflow"}
 
-COMMAND_OWNERS = {"quantize": "peft_gptq"}
+COMMAND_OWNERS = {"quantize": "peft_gptq", "eval": "eval"}
 
 
 def install_hint(plugin: str, extra: str | None = None) -> str:

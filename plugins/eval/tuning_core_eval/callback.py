@@ -28,6 +28,9 @@ def validate(config) -> None:
     from tuning_core_eval.command import _example_dirs
     from tuning_core_eval.tasks import go_offline, parse_task_list, resolve_tasks
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--eval_tasks runs on one process; run `tuning-core eval` on the saved model after a "
+                          "multi-process run")
     go_offline()
     for flag in ("eval_tasks_limit", "eval_tasks_batch_size"):
         value = getattr(config, flag)

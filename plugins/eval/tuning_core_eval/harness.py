@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -56,13 +57,29 @@ def evaluate_lm(lm, tasks, num_fewshot=None, limit=None) -> tuple[list[Score], d
     was_training = getattr(lm.model, "training", False)
     lm.model.eval()
     try:
-        out = simple_evaluate(model=lm, tasks=lm_eval_specs(tasks), num_fewshot=num_fewshot, limit=limit,
-                              task_manager=task_manager(tasks), log_samples=False, verbosity="ERROR",
-                              bootstrap_iters=1000)
+        with _without_environment_report():
+            out = simple_evaluate(model=lm, tasks=lm_eval_specs(tasks), num_fewshot=num_fewshot, limit=limit,
+                                  task_manager=task_manager(tasks), log_samples=False, verbosity="ERROR",
+                                  bootstrap_iters=1000)
     finally:
         if was_training:
             lm.model.train()
     return scores_from(out["results"]), {k: out[k] for k in ("results", "n-shot", "versions") if k in out}
+
+
+@contextlib.contextmanager
+def _without_environment_report():
+    """simple_evaluate ends by collecting torch's environment report (~10 s of subprocesses: pip, conda,
+    nvidia-smi) and the cwd's git hash (printing 'fatal: not a git repository' outside one). Neither is a
+    score; skip both."""
+    import lm_eval.evaluator as evaluator
+
+    saved = evaluator.add_env_info, evaluator.get_git_commit_hash
+    evaluator.add_env_info, evaluator.get_git_commit_hash = (lambda storage: None), (lambda: None)
+    try:
+        yield
+    finally:
+        evaluator.add_env_info, evaluator.get_git_commit_hash = saved
 
 
 def scores_from(results: dict) -> list[Score]:

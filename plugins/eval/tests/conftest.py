@@ -1,15 +1,13 @@
 """Fixtures for the eval plugin: only this plugin loaded, the bundled tasks, and one tiny LoRA run."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-TASKS = ROOT / "examples" / "eval_tasks"
-LABELS = ["complaint", "no complaint"]
+from tuning_core.plugin_api import hookimpl
+
+from eval_helpers import TASKS, cli, train_argv
+
 TRAIN_STEPS = "20"
 
 
@@ -23,33 +21,22 @@ def tasks_dir():
     return TASKS
 
 
-def cli(*args, plugins="eval", timeout=600, env=None):
-    """`python -m tuning_core ...` as a user runs it."""
-    env = dict(os.environ, TUNING_CORE_PLUGINS=plugins, **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "tuning_core", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-    return proc
-
-
 @pytest.fixture(scope="session")
 def run_cli():
     return cli
 
 
-def train_argv(model, data, output_dir, *extra):
-    return ["--model_name_or_path", str(model), "--training_data_path", str(data), "--output_dir", str(output_dir),
-            "--response_template", "\n### Label:", "--dataset_text_field", "output",
-            "--per_device_train_batch_size", "8", "--save_strategy", "no", "--logging_steps", "5", *extra]
-
-
 @pytest.fixture(scope="session")
 def lora_run(tmp_path_factory, tiny_llama, twitter_data):
     """A short LoRA run on the bundled data that scores the local tasks when it ends (train --eval_tasks)."""
-    from tuning_core.plugins import reset_plugin_manager
+    from tuning_core.plugins import get_plugin_manager, reset_plugin_manager
     from tuning_core.train import run_training
 
+    before = os.environ.get("TUNING_CORE_PLUGINS")
     os.environ["TUNING_CORE_PLUGINS"] = "eval"
     reset_plugin_manager()
+    recorder = LogRecorder()
+    get_plugin_manager().register(recorder, name="log_recorder")
     out = tmp_path_factory.mktemp("lora_run")
     try:
         result = run_training(train_argv(
@@ -57,52 +44,31 @@ def lora_run(tmp_path_factory, tiny_llama, twitter_data):
             "--learning_rate", "2e-2", "--save_model_dir", str(out / "final"),
             "--eval_tasks", "twitter_complaints_label,twitter_complaints_choice", "--eval_tasks_limit", "10"))
     finally:
-        os.environ.pop("TUNING_CORE_PLUGINS", None)
+        if before is None:
+            os.environ.pop("TUNING_CORE_PLUGINS", None)
+        else:
+            os.environ["TUNING_CORE_PLUGINS"] = before
         reset_plugin_manager()
+    result.recorded_logs = recorder.logs
     return out, result
 
 
-def task_docs(n):
-    import json
+class LogRecorder:
+    """A stand-in tracker plugin: records every `logs` dict its callback's on_log receives."""
 
-    with open(TASKS / "twitter_complaints_test.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f][:n]
+    def __init__(self):
+        self.logs = []
 
+    @hookimpl
+    def tuning_core_trainer_callbacks(self, config, run):
+        from transformers import TrainerCallback
 
-def prompt(doc):
-    return f"### Text: {doc['text']}\n\n### Label:"
+        recorded = self.logs
 
+        class Recorder(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                recorded.append(dict(logs or {}))
 
-def hand_loglikelihood(model, tokenizer, context, continuation):
-    """log p(continuation | BOS + context), token by token: what lm-eval's loglikelihood should return."""
-    import torch
-
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    ids = [tokenizer.bos_token_id] + whole
-    n = len(whole) - len(ctx)
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
-    logp = torch.log_softmax(logits[-len(ids):], dim=-1)
-    return sum(logp[len(ids) - n - 1 + i, ids[len(ids) - n + i]].item() for i in range(n))
+        return [Recorder()]
 
 
-def hand_choice_accuracy(model, tokenizer, docs):
-    correct = 0
-    for doc in docs:
-        scores = [hand_loglikelihood(model, tokenizer, prompt(doc), " " + c) for c in LABELS]
-        correct += scores.index(max(scores)) == doc["label_id"]
-    return correct / len(docs)
-
-
-def hand_exact_match(model, tokenizer, docs):
-    """Greedy generation of up to 8 tokens, cut at the task's stop strings, compared like the task YAML does."""
-    from tuning_core.plugin_api import generate_greedy
-
-    prompts = [prompt(d) for d in docs]
-    outs = generate_greedy(model, tokenizer, prompts, max_new_tokens=8, batch_size=1)
-    correct = 0
-    for doc, p, out in zip(docs, prompts, outs):
-        pred = out[len(p):].split("\n")[0].split("###")[0].strip()
-        correct += pred.lower() == doc["label"].lower()
-    return correct / len(docs)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import hand_choice_accuracy, hand_exact_match, prompt, task_docs
+from eval_helpers import hand_choice_accuracy, hand_exact_match, prompt, task_docs
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +28,9 @@ def test_train_eval_tasks_scores_the_saved_model(lora_run):
     assert {LABEL, CHOICE} <= set(logged) and all(d["step"] == steps for d in logged.values())
     last = [h for h in result.trainer.state.log_history if LABEL in h]
     assert len(last) == 1 and last[0]["step"] == steps and last[0][CHOICE] == logged[CHOICE]["value"]
+    # A tracker plugin's callback (registered like Aim's and MLflow's) gets them once, in its on_log.
+    seen = [logs for logs in result.recorded_logs if LABEL in logs]
+    assert len(seen) == 1 and seen[0][CHOICE] == logged[CHOICE]["value"] and "loss" in seen[0]
     loaded = load_for_inference(str(out / "final"))
     docs = task_docs(10)
     assert logged[CHOICE]["value"] == pytest.approx(hand_choice_accuracy(loaded.model, loaded.tokenizer, docs))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import LABELS, cli, hand_loglikelihood, prompt, task_docs, train_argv
+from eval_helpers import LABELS, cli, hand_loglikelihood, prompt, task_docs, train_argv
 
 pytestmark = pytest.mark.slow
 

@@ -71,6 +71,9 @@ class EvalTasksCallback(TrainerCallback):
         if self.metrics and logs is not None and not self.logged:
             logs.update(self.metrics)
             self.logged = True
+            # Trainer.log appended this record to the history before the callbacks ran: keep the two the same.
+            if state.log_history and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1].update(self.metrics)
 
     def _write(self, state) -> None:
         now = datetime.datetime.now().isoformat()

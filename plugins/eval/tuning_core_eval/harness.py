@@ -26,12 +26,25 @@ def make_lm(model, tokenizer, batch_size: int = 8):
     lm-eval indexes logits by input position, so those are cut off."""
     from lm_eval.models.huggingface import HFLM
 
+    prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
+
     class TunedLM(HFLM):
         def _model_call(self, inps, attn_mask=None, labels=None):
             logits = super()._model_call(inps, attn_mask, labels)
             if logits.shape[1] > inps.shape[1]:
                 logits = logits[:, -inps.shape[1]:]
             return logits
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            # peft ignores position ids under prompt learning, so left padding would shift the real tokens'
+            # positions (see tuning_core.infer._batches): generate one prompt at a time there.
+            if not prompt_learning:
+                return super().generate_until(requests, disable_tqdm)
+            saved, self.batch_size_per_gpu = self.batch_size_per_gpu, 1
+            try:
+                return super().generate_until(requests, disable_tqdm)
+            finally:
+                self.batch_size_per_gpu = saved
 
     if tokenizer.pad_token is None:  # in memory only, as `tuning-core infer` does
         tokenizer.pad_token = tokenizer.eos_token

@@ -1,5 +1,9 @@
 """Bad input to `tuning-core eval`: one line on stderr, exit code 2, no traceback, before any model loads."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 
@@ -50,3 +54,23 @@ def test_train_eval_tasks_unknown_task_is_one_line_exit_2(run_cli, tiny_llama, t
                    "--output_dir", tmp_path, "--eval_tasks", "twitter_complaints_labl", timeout=300,
                    env={"PYTHONWARNINGS": "ignore::FutureWarning"})  # transformers' own deprecation notice
     _one_line_error(proc, "--eval_tasks", "did you mean 'twitter_complaints_label'")
+
+
+def test_without_the_plugin_the_hint_names_the_extra(run_cli, tiny_llama):
+    proc = run_cli("eval", "--model", tiny_llama, plugins="", timeout=300)
+    assert proc.returncode == 1 and "pip install 'tuning-core[eval]'" in proc.stderr
+    proc = run_cli("train", "--eval_tasks", "x", plugins="", timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("--eval_tasks needs the eval plugin: pip install 'tuning-core[eval]'")
+
+
+def test_plugin_module_and_eval_help_stay_light(run_cli):
+    """The entry point is imported for --help and `plugins`: no torch, transformers or lm_eval there."""
+    code = ("import sys\nfrom tuning_core.cli import main\ntry:\n    main(['eval', '--help'])\n"
+            "except SystemExit:\n    pass\nmain(['plugins'])\n"
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules])")
+    env = dict(os.environ, TUNING_CORE_PLUGINS="eval")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and "HEAVY []" in proc.stdout and "eval  (plugin" in proc.stdout, proc.stderr[-2000:]
+    proc = run_cli("eval", "--help", timeout=120)
+    assert proc.returncode == 0 and "--compare_base" in proc.stdout and "--eval_tasks" not in proc.stdout

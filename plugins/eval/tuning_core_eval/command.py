@@ -121,13 +121,33 @@ def evaluate_model(model: str, base_override: str | None, p: Plan, args) -> tupl
 
     t0 = time.perf_counter()
     loaded = load_for_inference(model, base_override, args.torch_dtype)
-    print(f"loaded {loaded.description} in {time.perf_counter() - t0:.1f}s")
+    merged = merge_lora_in_memory(loaded)
+    print(f"loaded {loaded.description}{' (LoRA merged in memory)' if merged else ''} "
+          f"in {time.perf_counter() - t0:.1f}s")
     if p.examples is not None:
         return _score_data(loaded, p, args)
     from tuning_core_eval.harness import evaluate
 
     scores, raw = evaluate(loaded.model, loaded.tokenizer, p.tasks, args.num_fewshot, args.limit, args.batch_size)
     return scores, {"lm_eval": raw}
+
+
+def merge_lora_in_memory(loaded) -> bool:
+    """Fold a plain LoRA adapter into its (unquantized) base: the same function, without peft's per-layer
+    detour on every forward (half the speed of the merged model on small models; benchmarks/eval.py).
+    Quantized bases, aLoRA (active only after its invocation tokens) and other adapters stay as loaded."""
+    import torch
+
+    config = getattr(loaded.model, "active_peft_config", None)
+    if config is None or str(getattr(config, "peft_type", "")).split(".")[-1] != "LORA":
+        return False
+    if getattr(config, "alora_invocation_tokens", None):
+        return False
+    wrapped = [m for m in loaded.model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+    if not wrapped or any(type(m.base_layer) not in (torch.nn.Linear, torch.nn.Embedding) for m in wrapped):
+        return False
+    loaded.model = loaded.model.merge_and_unload()
+    return True
 
 
 def _score_data(loaded, p: Plan, args) -> tuple[list, dict]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from statistics import median
 import time
 from pathlib import Path
+from statistics import median
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import argv_flag, emit  # noqa: E402
+from common import argv_flag, emit
 
 # benchmarks/kernels.py would shadow the `kernels` package that transformers imports when lm-eval loads a model.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
@@ -50,9 +50,10 @@ def make_models(tmp: Path, hidden: int) -> tuple[Path, Path]:
 
 
 def ours(model_dir: Path, tasks, batch_size: int) -> float:
-    from tuning_core.plugin_api import load_for_inference
     from tuning_core_eval.command import merge_lora_in_memory
     from tuning_core_eval.harness import evaluate
+
+    from tuning_core.plugin_api import load_for_inference
 
     t0 = time.perf_counter()
     loaded = load_for_inference(str(model_dir))
@@ -62,12 +63,11 @@ def ours(model_dir: Path, tasks, batch_size: int) -> float:
 
 
 def direct(model_dir: Path, tasks, batch_size: int) -> float:
-    from lm_eval import simple_evaluate
+    import logging
 
+    from lm_eval import simple_evaluate
     from tuning_core_eval.harness import _without_environment_report, quiet
     from tuning_core_eval.tasks import lm_eval_specs, task_manager
-
-    import logging
 
     quiet(logging.ERROR)
     t0 = time.perf_counter()
@@ -90,7 +90,8 @@ def main() -> None:
         adapter, merged = make_models(Path(tmp), hidden)
         for kind, task_name in KINDS.items():
             tasks = resolve_tasks([str(ROOT / "examples" / "eval_tasks" / f"{task_name}.yaml")])
-            n = sum(1 for line in open(tasks[0].config["dataset_kwargs"]["data_files"]["test"]) if line.strip())
+            data = Path(tasks[0].config["dataset_kwargs"]["data_files"]["test"])
+            n = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
             runners = (("tuning-core (adapter)", ours, adapter), ("tuning-core (merged)", ours, merged),
                        ("lm_eval.simple_evaluate", direct, merged))
             for _, fn, path in runners:  # warm-up: first imports and file caches count for nobody

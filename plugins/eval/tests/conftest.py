@@ -3,10 +3,9 @@
 import os
 
 import pytest
+from eval_helpers import TASKS, cli, train_argv
 
 from tuning_core.plugin_api import hookimpl
-
-from eval_helpers import TASKS, cli, train_argv
 
 TRAIN_STEPS = "20"
 

@@ -14,7 +14,7 @@ def cli(*args, plugins="eval", timeout=600, env=None):
     """`python -m tuning_core ...` as a user runs it."""
     env = dict(os.environ, TUNING_CORE_PLUGINS=plugins, **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "tuning_core", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=env, check=False)
     return proc
 
 

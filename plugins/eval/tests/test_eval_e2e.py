@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from eval_helpers import hand_choice_accuracy, hand_exact_match, prompt, task_docs
 
 pytestmark = pytest.mark.slow
@@ -84,3 +83,27 @@ def test_data_scoring_writes_scores_and_predictions(lora_run, tmp_path, capsys):
     loaded = load_for_inference(str(out / "final"))
     assert scores["exact_match"] == pytest.approx(hand_exact_match(loaded.model, loaded.tokenizer, docs))
     assert "exact_match" in capsys.readouterr().out
+
+
+def test_training_stopped_early_is_still_scored(tiny_llama, tmp_path):
+    """A run that stops before max_steps (e.g. a trainer-controller rule) is scored when training ends."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+    from tuning_core_eval.callback import EvalTasksCallback
+
+    from tuning_core.plugin_api import load_for_inference
+
+    config = SimpleNamespace(eval_tasks=["twitter_complaints_choice"], eval_tasks_limit=3,
+                             eval_tasks_num_fewshot=None, eval_tasks_batch_size=4)
+    callback = EvalTasksCallback(config, str(tmp_path), is_main_process=True)
+    state = TrainerState(global_step=3, max_steps=10, epoch=0.5)
+    loaded = load_for_inference(str(tiny_llama))
+    callback.on_step_end(None, state, TrainerControl(), model=loaded.model, processing_class=loaded.tokenizer)
+    assert not (tmp_path / "training_logs.jsonl").exists()  # not the last step: nothing yet
+    callback.on_train_end(None, state, TrainerControl(), model=loaded.model, processing_class=loaded.tokenizer)
+    rows = [json.loads(line) for line in (tmp_path / "training_logs.jsonl").read_text().splitlines()]
+    assert {r["name"] for r in rows} == {CHOICE, CHOICE + "_norm"} and {r["data"]["step"] for r in rows} == {3}
+    acc = next(r["data"]["value"] for r in rows if r["name"] == CHOICE)
+    assert acc == pytest.approx(
+        hand_choice_accuracy(loaded.model, loaded.tokenizer, task_docs(3)))

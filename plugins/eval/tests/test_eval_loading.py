@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from eval_helpers import LABELS, cli, hand_loglikelihood, prompt, task_docs, train_argv
 
 pytestmark = pytest.mark.slow
@@ -12,7 +11,6 @@ pytestmark = pytest.mark.slow
 def _loglikelihoods_match(loaded, n=3):
     """lm-eval's per-request numbers through our HFLM equal a plain forward pass of the loaded model."""
     from lm_eval.api.instance import Instance
-
     from tuning_core_eval.harness import make_lm
 
     reqs = [(prompt(d), " " + c) for d in task_docs(n) for c in LABELS]

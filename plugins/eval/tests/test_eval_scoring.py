@@ -3,7 +3,6 @@
 import random
 
 import pytest
-
 from tuning_core_eval.scoring import labels_of, prediction_from, read_examples, score
 
 

@@ -3,9 +3,14 @@
 import json
 
 import pytest
+from tuning_core_eval.tasks import (
+    LocalTask,
+    builtin_task_names,
+    parse_task_list,
+    resolve_tasks,
+)
 
 from tuning_core.plugin_api import ConfigError
-from tuning_core_eval.tasks import LocalTask, builtin_task_names, parse_task_list, resolve_tasks
 
 
 def test_bundled_tasks_by_folder_file_and_name(tasks_dir):

@@ -4,6 +4,7 @@ The evaluation runs at the end of the last optimizer step, on the weights the ru
 saves, and forces a log call: the scores ride in the trainer's own ``logs``, so every
 tracker records them through its usual ``on_log`` (this callback is first in the list).
 They also go to training_logs.jsonl as lines named ``eval_tasks/<task>/<metric>``.
+A run that stops early is scored when training ends, into training_logs.jsonl only.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import datetime
 import json
 import os
 
-from tuning_core.plugin_api import ConfigError
 from transformers import TrainerCallback
+
+from tuning_core.plugin_api import ConfigError
 
 LOG_FILE = "training_logs.jsonl"
 PREFIX = "eval_tasks"
@@ -25,7 +27,7 @@ def validate(config) -> None:
             if getattr(config, flag) is not None:
                 raise ConfigError(f"--{flag} needs --eval_tasks")
         return
-    from tuning_core_eval.command import _example_dirs
+    from tuning_core_eval.command import example_task_dirs
     from tuning_core_eval.tasks import go_offline, parse_task_list, resolve_tasks
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -36,15 +38,15 @@ def validate(config) -> None:
         value = getattr(config, flag)
         if value is not None and value < 1:
             raise ConfigError(f"--{flag} {value}: expected a positive integer")
-    resolve_tasks(parse_task_list(config.eval_tasks, "--eval_tasks"), _example_dirs(), flag="--eval_tasks")
+    resolve_tasks(parse_task_list(config.eval_tasks, "--eval_tasks"), example_task_dirs(), flag="--eval_tasks")
 
 
 class EvalTasksCallback(TrainerCallback):
     def __init__(self, config, output_dir: str, is_main_process: bool):
-        from tuning_core_eval.command import _example_dirs
+        from tuning_core_eval.command import example_task_dirs
         from tuning_core_eval.tasks import parse_task_list, resolve_tasks
 
-        self.tasks = resolve_tasks(parse_task_list(config.eval_tasks, "--eval_tasks"), _example_dirs(),
+        self.tasks = resolve_tasks(parse_task_list(config.eval_tasks, "--eval_tasks"), example_task_dirs(),
                                    flag="--eval_tasks")
         self.limit, self.num_fewshot = config.eval_tasks_limit, config.eval_tasks_num_fewshot
         self.batch_size = config.eval_tasks_batch_size
@@ -57,15 +59,24 @@ class EvalTasksCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         if state.global_step < state.max_steps or self.metrics is not None:
             return
-        self.metrics = {}
-        if self.is_main_process:
-            from tuning_core_eval.harness import evaluate
-
-            self.scores, _ = evaluate(model, processing_class, self.tasks, self.num_fewshot, self.limit,
-                                      self.batch_size)
-            self.metrics = {f"{PREFIX}/{s.task}/{s.metric}": s.value for s in self.scores}
-            self._write(state)
+        self._evaluate(state, model, processing_class)
         control.should_log = True  # the trainer's log call that follows carries the scores to the trackers
+
+    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        # Training stopped before max_steps (a trainer-controller rule, say): score what it ended with,
+        # into training_logs.jsonl only -- the trainer logs nothing more.
+        if self.metrics is None:
+            self._evaluate(state, model, processing_class)
+
+    def _evaluate(self, state, model, tokenizer) -> None:
+        self.metrics = {}
+        if not self.is_main_process:
+            return
+        from tuning_core_eval.harness import evaluate
+
+        self.scores, _ = evaluate(model, tokenizer, self.tasks, self.num_fewshot, self.limit, self.batch_size)
+        self.metrics = {f"{PREFIX}/{s.task}/{s.metric}": s.value for s in self.scores}
+        self._write(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.metrics and logs is not None and not self.logged:

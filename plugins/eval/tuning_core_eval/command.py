@@ -83,7 +83,7 @@ def plan(args) -> Plan:
 
         p.examples = read_examples(args.data, args.input_field, args.output_field)[:args.limit]
     else:
-        p.tasks = resolve_tasks(parse_task_list(args.tasks), search_dirs=_example_dirs())
+        p.tasks = resolve_tasks(parse_task_list(args.tasks), search_dirs=example_task_dirs())
     return p
 
 
@@ -110,7 +110,7 @@ def check_model(path: str, base_override: str | None, flag: str = "--model") -> 
     return True, base
 
 
-def _example_dirs() -> list[Path]:
+def example_task_dirs() -> list[Path]:
     """examples/eval_tasks of a source checkout, so the bundled tasks work by name."""
     here = Path(__file__).resolve()
     return [d for d in (parent / "examples" / "eval_tasks" for parent in here.parents[2:4]) if d.is_dir()]

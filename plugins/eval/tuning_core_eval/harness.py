@@ -85,7 +85,7 @@ def _without_environment_report():
     """simple_evaluate ends by collecting torch's environment report (~10 s of subprocesses: pip, conda,
     nvidia-smi) and the cwd's git hash (printing 'fatal: not a git repository' outside one). Neither is a
     score; skip both."""
-    import lm_eval.evaluator as evaluator
+    from lm_eval import evaluator
 
     saved = evaluator.add_env_info, evaluator.get_git_commit_hash
     evaluator.add_env_info, evaluator.get_git_commit_hash = (lambda storage: None), (lambda: None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tuning_core.plugin_api import CliCommand, hookimpl
-
 from tuning_core_eval.arguments import EvalTaskArguments
 
 

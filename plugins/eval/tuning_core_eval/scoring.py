@@ -33,7 +33,7 @@ def read_examples(path: str, input_field: str, output_field: str) -> list[dict]:
 
 def prediction_from(generated: str, prompt: str) -> str:
     """The continuation's first line, stripped: a label, not the rambling after it."""
-    text = generated[len(prompt):] if generated.startswith(prompt) else generated
+    text = generated.removeprefix(prompt)
     text = text.strip()
     return text.splitlines()[0].strip() if text else ""
 
@@ -67,6 +67,6 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 
 def write_predictions(path: Path, rows: list[dict], predictions: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        for row, pred in zip(rows, predictions):
-            f.write(json.dumps({"input": row["input"], "target": row["target"], "prediction": pred,
-                                "correct": pred.strip() == row["target"].strip()}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps({"input": row["input"], "target": row["target"], "prediction": pred,
+                                 "correct": pred.strip() == row["target"].strip()}, ensure_ascii=False) + "\n"
+                     for row, pred in zip(rows, predictions))

@@ -145,7 +145,7 @@ def _absolute(files, yaml_path: Path, flag: str):
     return str(p.resolve())
 
 
-_TASK_LINE = re.compile(r"^(?:task|group|tag):\s*[\"']?([^\s\"'#]+)", re.M)
+_TASK_LINE = re.compile(r"^(?:task|group|tag):\s*[\"']?([^\s\"'#]+)", re.MULTILINE)
 
 
 def builtin_task_names() -> set[str]:

@@ -3,7 +3,13 @@
 import json
 
 import pytest
-from eval_helpers import hand_choice_accuracy, hand_exact_match, prompt, task_docs
+from eval_helpers import (
+    hand_choice_accuracy,
+    hand_exact_match,
+    prompt,
+    task_docs,
+    train_argv,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +113,20 @@ def test_training_stopped_early_is_still_scored(tiny_llama, tmp_path):
     acc = next(r["data"]["value"] for r in rows if r["name"] == CHOICE)
     assert acc == pytest.approx(
         hand_choice_accuracy(loaded.model, loaded.tokenizer, task_docs(3)))
+
+
+def test_scores_reach_the_mlflow_tracker(tiny_llama, twitter_data, tmp_path, plugins_enabled, monkeypatch):
+    """With --trackers mlflow the scores are in the MLflow run, at the last step, as logged to the file."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    plugins_enabled("eval", "trackers")
+    from mlflow.tracking import MlflowClient
+
+    from tuning_core.train import run_training
+
+    run_training(train_argv(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", "--max_steps", "2",
+                            "--trackers", "file_logger", "mlflow", "--eval_tasks", "twitter_complaints_choice",
+                            "--eval_tasks_limit", "3"))
+    info = json.loads((tmp_path / "mlflow_tracker.json").read_text())
+    history = MlflowClient(tracking_uri=info["tracking_uri"]).get_metric_history(info["run_id"], CHOICE)
+    logged = _logged(tmp_path)[CHOICE]
+    assert [(m.step, m.value) for m in history] == [(2, pytest.approx(logged["value"]))]

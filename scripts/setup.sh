@@ -14,7 +14,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 "$PY" -m pip install "${LOCK[@]}" -e ".[test,report]"
 "$PY" -m pip install "${LOCK[@]}" -e plugins/packing -e plugins/fused_ops -e "plugins/peft_gptq[qlora]" \
-  -e "plugins/trackers[aim,mlflow,clearml]"
+  -e "plugins/trackers[aim,mlflow,clearml]" -e plugins/eval
 "$PY" -m pip install "${LOCK[@]}" -e "examples/third_party_plugin"
 
 if [ "${SKIP_DEMO:-0}" != "1" ]; then

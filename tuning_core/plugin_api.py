@@ -38,6 +38,8 @@ __all__ = [
     "RunContext",
     "DataHandler",
     "HandlerContext",
+    "load_for_inference",
+    "generate_greedy",
 ]
 
 
@@ -166,3 +168,20 @@ def bundled_dataset_path() -> Path:
     from tuning_core.testing.tiny import bundled_dataset_path as bundled
 
     return bundled()
+
+
+def load_for_inference(model: str, base_model_name_or_path: str | None = None, torch_dtype: str = "auto"):
+    """Load a tuned output directory (adapter on its base, full or merged model) or a base model exactly
+    as `tuning-core infer` does; returns an object with ``.model``, ``.tokenizer``, ``.checkpoint``,
+    ``.description``. Bad paths raise UserError before anything heavy loads. Imports torch only when called."""
+    from tuning_core.infer import load_for_inference as load
+
+    return load(model, base_model_name_or_path, torch_dtype)
+
+
+def generate_greedy(model, tokenizer, texts: list[str], max_new_tokens: int = 20, batch_size: int = 8) -> list[str]:
+    """Batched greedy generation exactly as `tuning-core infer` does it: each result is the input text
+    followed by its continuation."""
+    from tuning_core.infer import generate
+
+    return generate(model, tokenizer, texts, max_new_tokens, batch_size)

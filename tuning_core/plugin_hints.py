@@ -14,12 +14,13 @@ FIRST_PARTY = {
     "fused_ops": ("fused-ops", "tuning-core-fused-ops"),
     "peft_gptq": ("peft-gptq", "tuning-core-peft-gptq"),
     "trackers": ("aim", "tuning-core-trackers"),
+    "eval": ("eval", "tuning-core-eval"),
 }
 
 TRACKER_OWNERS = {"aim": "trackers", "mlflow": "trackers", "clearml": "trackers"}
 TRACKER_EXTRAS = {"aim": "aim", "mlflow": "mlflow", "clearml": "clearml"}
 
-COMMAND_OWNERS = {"quantize": "peft_gptq"}
+COMMAND_OWNERS = {"quantize": "peft_gptq", "eval": "eval"}
 
 
 def install_hint(plugin: str, extra: str | None = None) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TUNING_CORE_PLUGINS", "")
 
-from common import anchor_model, argv_flag, emit, padded_data, padding_fraction  # noqa: E402
+from anchor import anchor_model, argv_flag, emit, padded_data, padding_fraction  # noqa: E402
 
 WARMUP = 2
 
@@ -86,7 +86,7 @@ def run_tuning_core(model_dir: Path, data: Path, out: Path, steps: int) -> float
     from tuning_core.builtin.collator import PaddedCollator
     from tuning_core.plugin_api import hookimpl
     from tuning_core.plugins import get_plugin_manager
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     meter = StepMeter()
 

@@ -21,10 +21,7 @@ from statistics import median
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import argv_flag, emit
-
-# benchmarks/kernels.py would shadow the `kernels` package that transformers imports when lm-eval loads a model.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+from anchor import argv_flag, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"loglikelihood": "twitter_complaints_choice", "generation": "twitter_complaints_label"}

@@ -91,7 +91,7 @@ def load_variant(name: str, float_dir: Path, gptq_dir: Path, dtype, device: str)
     import transformers
 
     if name.startswith("gptq"):
-        from tuning_core_peft_gptq.loader import load_gptq_model
+        from tuning_core_peft_gptq.gptq_loader import load_gptq_model
 
         model, _ = load_gptq_model(str(gptq_dir), dtype=dtype)
         return model.to(device)

@@ -2,9 +2,9 @@
 # Every GPU check in one command, for whoever gets a CUDA machine (under 8 minutes: each part has a timeout):
 #   bash scripts/gpu_check.sh [RESULTS_DIR]        (default: gpu_results/<UTC time>)
 # Runs every gpu-marked test (compiled Triton kernels: TRITON_INTERPRET must be unset, and the tests count
-# launches), then benchmarks/kernels.py and benchmarks/quantized.py on CUDA. Writes JSON lines:
+# launches), then benchmarks/fused_kernels.py and benchmarks/quantized.py on CUDA. Writes JSON lines:
 #   RESULTS_DIR/tests.jsonl       one line per gpu test: {"test", "outcome", "seconds", "message"}
-#   RESULTS_DIR/kernels.jsonl     benchmarks/kernels.py rows
+#   RESULTS_DIR/kernels.jsonl     benchmarks/fused_kernels.py rows
 #   RESULTS_DIR/quantized.jsonl   benchmarks/quantized.py rows
 # Exit status: 0 only if no gpu test failed and both benchmarks ran (skips, e.g. 2-GPU tests, are listed).
 set -uo pipefail
@@ -41,8 +41,8 @@ total = sum(1 for _ in open(f"{out}/tests.jsonl"))
 print(f"gpu tests: {total} collected, {bad} failed, {skipped} skipped (see messages) -> {out}/tests.jsonl")
 sys.exit(1 if bad else 0)
 PY
-timeout 100 python3 benchmarks/kernels.py --device cuda --size quick > "$out/kernels.jsonl" 2> "$out/kernels.log" \
-    || { echo "benchmarks/kernels.py failed: $out/kernels.log"; status=1; }
+timeout 100 python3 benchmarks/fused_kernels.py --device cuda --size quick > "$out/kernels.jsonl" 2> "$out/kernels.log" \
+    || { echo "benchmarks/fused_kernels.py failed: $out/kernels.log"; status=1; }
 timeout 120 python3 benchmarks/quantized.py --device cuda > "$out/quantized.jsonl" 2> "$out/quantized.log" \
     || { echo "benchmarks/quantized.py failed: $out/quantized.log"; status=1; }
 echo "results in $out (exit $status)"

@@ -79,7 +79,7 @@ def cmd_plugins(argv: list[str]) -> int:
 
 
 def cmd_train(argv: list[str]) -> int:
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     run_training(argv)
     return 0

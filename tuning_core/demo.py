@@ -14,7 +14,7 @@ def run_demo(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=float, default=3, help="Epochs over the 240 bundled examples.")
     args = parser.parse_args(argv)
     from tuning_core.testing.tiny import build_model, bundled_dataset_path
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     out = Path(args.output_dir or tempfile.mkdtemp(prefix="tuning-core-demo-"))
     model_dir = out / "tiny-llama"

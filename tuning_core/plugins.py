@@ -33,7 +33,7 @@ BUILTIN_MODULES = [
     "tuning_core.builtin.file_logger",
     "tuning_core.builtin.data",
     "tuning_core.builtin.controller",
-    "tuning_core.builtin.tools",
+    "tuning_core.builtin.commands",
 ]
 
 

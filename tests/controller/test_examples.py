@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def train(tiny_llama, twitter_data, tmp_path, builtin_plugins_only):
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     def run(example: str, max_steps: int, *extra: str):
         out = tmp_path / "out"

@@ -11,7 +11,7 @@ from tuning_core.builtin.model_loader import resolve_attention
 from tuning_core.cli import main
 from tuning_core.config import make_config
 from tuning_core.errors import ConfigError
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 from .helpers import TEXT_FIELD_ARGS, train_args
 

@@ -62,7 +62,7 @@ def test_call_all_runs_wrappers_and_pairs_results_with_plugins(pm):
     assert ("cli_commands", len(answers)) in pm.wraps.seen
     by_plugin = {name: [c.name for c in commands] for name, commands in answers}
     assert by_plugin["answers"] == ["answers"]
-    assert "builtin.tools" in by_plugin and None not in by_plugin
+    assert "builtin.commands" in by_plugin and None not in by_plugin
 
 
 def test_nothing_answers(builtin_plugins_only):

@@ -4,7 +4,7 @@ import pytest
 
 from tuning_core.plugin_api import CliCommand, LoadedModel, PatchReport, SamplerSpec, hookimpl
 from tuning_core.plugins import get_plugin_manager
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 from .helpers import losses, train_args
 

@@ -5,7 +5,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from tuning_core.builtin.peft import resolve_target_modules
 from tuning_core.errors import ConfigError, UserError
-from tuning_core.train import ensure_pad_token
+from tuning_core.pipeline import ensure_pad_token
 
 
 @pytest.fixture(scope="module")

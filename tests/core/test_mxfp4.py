@@ -9,7 +9,7 @@ import torch
 from tuning_core.cli import main
 from tuning_core.config import make_config
 from tuning_core.testing.mxfp4 import build_mxfp4_gpt_oss, decode_reference, encode
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 from .helpers import TEXT_FIELD_ARGS, losses, train_args
 

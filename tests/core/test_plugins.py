@@ -88,7 +88,7 @@ def test_third_party_example_plugin_is_listed():
 
 
 def test_third_party_example_plugin_runs_during_training(tiny_llama, twitter_data, tmp_path, plugins_enabled):
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     from .helpers import train_args
 

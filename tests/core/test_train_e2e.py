@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 from .helpers import cli, losses, train_args, with_steps
 

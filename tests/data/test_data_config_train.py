@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 from .helpers import write_jsonl
 

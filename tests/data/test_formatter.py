@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tuning_core.data import prepare_datasets
-from tuning_core.data.formatter import render_all, template_fields
+from tuning_core.data.templates import render_all, template_fields
 from tuning_core.data.readers import Records, _Source
 from tuning_core.errors import ConfigError, DataError
 

@@ -41,7 +41,7 @@ def launch_env(probe_site):
 def reference_full(tiny_llama, twitter_data, tmp_path_factory):
     """One process, batch 4, full fine-tuning, 6 steps with checkpoints at 2, 4 and 6."""
     from tuning_core.testing.plugins import only_plugins
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     out = tmp_path_factory.mktemp("reference_full")
     with only_plugins():

@@ -54,7 +54,7 @@ def fsdp_resumed(fsdp_run, tmp_path_factory, launch_env):
 @pytest.fixture(scope="module")
 def reference_lora(tiny_llama, twitter_data, tmp_path_factory):
     from tuning_core.testing.plugins import only_plugins
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     out = tmp_path_factory.mktemp("reference_lora")
     with only_plugins():

@@ -19,7 +19,7 @@ SUM_SGD = ["--peft_method", "None", "--enable_reduce_loss_sum", "true", "--optim
 
 def _single(tiny_llama, twitter_data, out, *extra, steps, per_device):
     from tuning_core.plugins import reset_plugin_manager
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TUNING_CORE_PLUGINS", "")

@@ -15,7 +15,7 @@ def test_train_then_infer_merge_report(tiny_llama, twitter_data, tmp_path, built
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tuning_core.infer import load_for_inference
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     out, adapter = tmp_path / "out", tmp_path / "adapter"
     result = run_training([

@@ -50,7 +50,7 @@ def _sections(classes: list[type], values: dict[str, Any]) -> list[Any]:
 
 def load_train_config(argv: list[str], pm=None, prog: str = "tuning-core train") -> Config:
     """Parse `tuning-core train` arguments into a Config with its trl.SFTConfig."""
-    from tuning_core.config.training import build_training_args, training_specs
+    from tuning_core.config.training_args import build_training_args, training_specs
     from tuning_core.optional_backends import hide_unused
     from tuning_core.plugins import get_plugin_manager
 

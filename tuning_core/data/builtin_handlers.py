@@ -60,7 +60,7 @@ def tokenize_and_mask_completion(records: Records, context: HandlerContext, text
 def apply_custom_jinja_template(records: Records, context: HandlerContext, formatted_text_column_name: str,
                                 template: str):
     """Render ``template`` (``{{field}}``, ``{{element['field']}}``, ``{{eos_token}}``...) per record."""
-    from tuning_core.data.formatter import render_all
+    from tuning_core.data.templates import render_all
 
     return {formatted_text_column_name: render_all(template, records, special_tokens(context.tokenizer))}
 

@@ -29,7 +29,7 @@ def run_cli():
 def lora_run(tmp_path_factory, tiny_llama, twitter_data):
     """A short LoRA run on the bundled data that scores the local tasks when it ends (train --eval_tasks)."""
     from tuning_core.plugins import get_plugin_manager, reset_plugin_manager
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     before = os.environ.get("TUNING_CORE_PLUGINS")
     os.environ["TUNING_CORE_PLUGINS"] = "eval"

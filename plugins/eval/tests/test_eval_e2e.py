@@ -121,7 +121,7 @@ def test_scores_reach_the_mlflow_tracker(tiny_llama, twitter_data, tmp_path, plu
     plugins_enabled("eval", "trackers")
     from mlflow.tracking import MlflowClient
 
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     run_training(train_argv(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", "--max_steps", "2",
                             "--trackers", "file_logger", "mlflow", "--eval_tasks", "twitter_complaints_choice",

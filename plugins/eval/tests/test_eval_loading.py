@@ -25,7 +25,7 @@ def _loglikelihoods_match(loaded, n=3):
 def test_prompt_tuning_adapter(tmp_path, tiny_llama, twitter_data):
     """Virtual tokens are prepended to the logits: lm-eval must score the real positions."""
     from tuning_core.plugin_api import load_for_inference
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     run_training(train_argv(tiny_llama, twitter_data, tmp_path, "--peft_method", "pt", "--max_steps", "1",
                             "--prompt_tuning_init", "RANDOM", "--num_virtual_tokens", "4",
@@ -56,7 +56,7 @@ def test_lora_adapter_with_base_override(lora_run, tiny_llama, tmp_path):
 def test_lora_adapter_on_gptq_base(tmp_path, tiny_llama, twitter_data, plugins_enabled):
     """A GPTQ base (made by `tuning-core quantize`) loads through the peft_gptq plugin's loader hook."""
     from tuning_core.plugin_api import load_for_inference
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     calib = tmp_path / "calib.txt"
     calib.write_text("\n".join(json.loads(line)["output"].replace("\n", " ")

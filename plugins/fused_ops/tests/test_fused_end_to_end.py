@@ -17,7 +17,7 @@ def _train(model_dir, data, out_dir, extra, targets=("q_proj", "k_proj", "v_proj
                                                      "down_proj")):
     from transformers import set_seed
 
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     set_seed(0)  # the LoRA weights are drawn before the Trainer applies --seed: seed them alike in both runs
 
@@ -74,7 +74,7 @@ def test_run_training_new_architectures(arch, targets, banner_lines, bpe_tokeniz
 
 def test_run_training_rejects_fused_lora_without_lora(tiny_llama, twitter_data, tmp_path, plugins):
     from tuning_core.plugin_api import ConfigError
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     plugins("fused_ops")
     with pytest.raises(ConfigError, match="--fast_lora fuses LoRA adapters and needs --peft_method lora"):

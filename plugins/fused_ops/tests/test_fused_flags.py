@@ -11,7 +11,7 @@ import pytest
 
 from tuning_core.plugin_api import ConfigError
 from tuning_core_fused_ops import plugin
-from tuning_core_fused_ops.args import FusedOpsArguments
+from tuning_core_fused_ops.arguments import FusedOpsArguments
 from tuning_core_fused_ops.selection import selection_from_config
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tuning_core.plugin_api import ConfigError, hookimpl
 
-from .args import FusedOpsArguments
+from .arguments import FusedOpsArguments
 from .rules import (
     ARCHITECTURES,
     architectures_details,

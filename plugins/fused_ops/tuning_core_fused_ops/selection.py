@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tuning_core.plugin_api import ConfigError
 
-from .args import FusedOpsArguments
+from .arguments import FusedOpsArguments
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 # fms-hf-tuning's words for the quantized base of --fused_lora. Which plugin loads such a base is not this

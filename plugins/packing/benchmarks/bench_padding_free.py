@@ -81,7 +81,7 @@ def train(model: Path, data: Path, out: Path, extra: list[str], batch: int) -> d
 
     from tuning_core.plugin_api import hookimpl
     from tuning_core.plugins import get_plugin_manager
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     counter = TokenCounter()
 

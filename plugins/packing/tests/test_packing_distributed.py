@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from tuning_core.errors import ConfigError
 from tuning_core.plugin_api import SamplerSpec
 from tuning_core_packing import plugin
 from tuning_core_packing.collator import PaddingFreeCollator
-from tuning_core_packing.options import PackingArguments
+from tuning_core_packing.arguments import PackingArguments
 from tuning_core_packing.sampler import MultipackBatchSampler, example_lengths
 
 LENGTHS = long_tailed_lengths(1500, seed=7, max_len=1024)

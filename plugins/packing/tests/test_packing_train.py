@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tuning_core.testing.training import logged_values, read_jsonl, train_argv
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 pytestmark = pytest.mark.slow
 

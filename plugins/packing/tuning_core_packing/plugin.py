@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tuning_core.plugin_api import ConfigError, SamplerSpec, hookimpl
 
-from tuning_core_packing.options import PackingArguments, resolve
+from tuning_core_packing.arguments import PackingArguments, resolve
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from peft_gptq_helpers import calibration_texts
 from tuning_core_peft_gptq.checkpoint import read_gptq_format
 from tuning_core_peft_gptq.gptq import gptq_quantize
-from tuning_core_peft_gptq.loader import GPTQLoadError, load_gptq_model
+from tuning_core_peft_gptq.gptq_loader import GPTQLoadError, load_gptq_model
 from tuning_core_peft_gptq.qlinear import QuantLinear
 from tuning_core_peft_gptq.quantizer import QuantizeOptions, calibration_batches, quantize_model, save_quantized
 

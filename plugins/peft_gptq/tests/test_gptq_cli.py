@@ -18,7 +18,7 @@ def cli(*args):
 def test_quantize_then_load(tiny_llama, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from tuning_core_peft_gptq.loader import load_gptq_model
+    from tuning_core_peft_gptq.gptq_loader import load_gptq_model
 
     from peft_gptq_helpers import calibration_texts
 

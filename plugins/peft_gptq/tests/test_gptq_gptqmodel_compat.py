@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from peft_gptq_helpers import calibration_texts
-from tuning_core_peft_gptq.loader import load_gptq_model
+from tuning_core_peft_gptq.gptq_loader import load_gptq_model
 
 pytestmark = pytest.mark.slow
 PYTHON = os.environ.get("TUNING_CORE_GPTQMODEL_PYTHON", "/tmp/gptqvenv/bin/python")

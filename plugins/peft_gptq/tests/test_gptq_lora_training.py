@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from tuning_core.train import run_training
-from tuning_core_peft_gptq.loader import load_gptq_model
+from tuning_core.pipeline import run_training
+from tuning_core_peft_gptq.gptq_loader import load_gptq_model
 from tuning_core_peft_gptq.qlinear import QuantLinear
 
 from peft_gptq_helpers import PROMPT, losses, train_args

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 from peft_gptq_helpers import PROMPT, losses, train_args
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tuning_core.errors import ConfigError
-from tuning_core.train import run_training
+from tuning_core.pipeline import run_training
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def no_weight_loading(monkeypatch):
     """Any attempt to load weights fails the test: the errors must come first."""
     import transformers
 
-    from tuning_core_peft_gptq import loader
+    from tuning_core_peft_gptq import gptq_loader as loader
 
     def refuse(*args, **kwargs):
         raise AssertionError("weights were loaded before the config was validated")
@@ -87,7 +87,7 @@ def test_unsupported_gptq_bits(gptq_llama, twitter_data, tmp_path, no_weight_loa
 def test_config_file_forms(tmp_path, file_values, expected):
     from tuning_core.config import load_train_config
 
-    from tuning_core_peft_gptq.args import bnb_quant_type
+    from tuning_core_peft_gptq.arguments import bnb_quant_type
 
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps({"output_dir": str(tmp_path), **file_values}))
@@ -98,7 +98,7 @@ def test_config_file_forms(tmp_path, file_values, expected):
 def test_cli_forms(tmp_path):
     from tuning_core.config import load_train_config
 
-    from tuning_core_peft_gptq.args import bnb_quant_type, gptq_kernel
+    from tuning_core_peft_gptq.arguments import bnb_quant_type, gptq_kernel
 
     config = load_train_config(["--output_dir", str(tmp_path), "--bnb_qlora", "nf4"])
     assert bnb_quant_type(config) == "nf4" and gptq_kernel(config) is None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tuning_core_peft_gptq.packing import MAXQ
+from tuning_core_peft_gptq.nibbles import MAXQ
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tuning_core.plugin_api import CliCommand, hookimpl
 
-from tuning_core_peft_gptq.args import QuantizedLoraArguments, bnb_quant_type, gptq_kernel
+from tuning_core_peft_gptq.arguments import QuantizedLoraArguments, bnb_quant_type, gptq_kernel
 
 
 @hookimpl
@@ -29,21 +29,21 @@ def tuning_core_validate_config(config):
 
 @hookimpl
 def tuning_core_load_model(config, purpose):
-    from tuning_core_peft_gptq import load
+    from tuning_core_peft_gptq import load_hook
 
     kernel = gptq_kernel(config)
     if purpose == "train":
         if kernel:
-            return load.load_gptq(config, kernel)
+            return load_hook.load_gptq(config, kernel)
         quant_type = bnb_quant_type(config)
         if quant_type:
-            return load.load_bnb(config, quant_type)
+            return load_hook.load_bnb(config, quant_type)
         return None
     from tuning_core_peft_gptq.checkpoint import read_gptq_format
 
     # Inference: a GPTQ base is ours whatever the flags say (transformers cannot load it without GPTQModel).
     if config.model_name_or_path and read_gptq_format(config.model_name_or_path) is not None:
-        return load.load_gptq(config, kernel)
+        return load_hook.load_gptq(config, kernel)
     return None
 
 

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from tuning_core_peft_gptq import packing
+from tuning_core_peft_gptq import nibbles
 
 
 def _contiguous_groups(g_idx: torch.Tensor, group_size: int) -> bool:
@@ -32,7 +32,7 @@ class QuantLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, group_size: int = 128, bias: bool = False,
                  zero_offset: int = 1, device=None, dtype=torch.float32):
         nn.Module.__init__(self)  # deliberately not nn.Linear.__init__: no float weight
-        if in_features % packing.PER_INT32 or out_features % packing.PER_INT32:
+        if in_features % nibbles.PER_INT32 or out_features % nibbles.PER_INT32:
             raise ValueError(f"GPTQ packing needs in/out features divisible by 8, got {in_features}x{out_features}")
         self.in_features, self.out_features = in_features, out_features
         self.group_size = in_features if group_size == -1 else group_size
@@ -83,8 +83,8 @@ class QuantLinear(nn.Linear):
     # --- numerics -----------------------------------------------------------------------------
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float weight as [in_features, out_features] (the transpose of nn.Linear.weight)."""
-        q = packing.unpack_rows(self.qweight)
-        zeros = packing.unpack_cols(self.qzeros) + self.zero_offset
+        q = nibbles.unpack_rows(self.qweight)
+        zeros = nibbles.unpack_cols(self.qzeros) + self.zero_offset
         if self._plain_groups is None:
             self._plain_groups = _contiguous_groups(self.g_idx, self.group_size)
         if self._plain_groups and self.in_features % self.group_size == 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tuning_core_peft_gptq import packing
+from tuning_core_peft_gptq import nibbles
 from tuning_core_peft_gptq.checkpoint import QUANTIZE_CONFIG, GPTQFormat
 from tuning_core_peft_gptq.gptq import QuantizedWeight, gptq_quantize
 from tuning_core_peft_gptq.qlinear import QuantLinear
@@ -182,9 +182,9 @@ def quantize_model(model, batches, opts: QuantizeOptions, log=print) -> dict[str
 
 
 def to_quant_linear(linear: nn.Linear, res: QuantizedWeight, fmt: GPTQFormat) -> QuantLinear:
-    stored_zeros = (res.zeros - fmt.zero_offset) & packing.MAXQ
+    stored_zeros = (res.zeros - fmt.zero_offset) & nibbles.MAXQ
     bias = linear.bias.detach() if linear.bias is not None else None
-    return QuantLinear.from_packed(packing.pack_rows(res.q), packing.pack_cols(stored_zeros), res.scales,
+    return QuantLinear.from_packed(nibbles.pack_rows(res.q), nibbles.pack_cols(stored_zeros), res.scales,
                                    res.g_idx, bias=bias, zero_offset=fmt.zero_offset,
                                    group_size=fmt.group_size if fmt.group_size != -1 else linear.in_features,
                                    dtype=linear.weight.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tuning_core.plugin_api import ConfigError
 
-from tuning_core_peft_gptq.args import bnb_quant_type, gptq_kernel
+from tuning_core_peft_gptq.arguments import bnb_quant_type, gptq_kernel
 from tuning_core_peft_gptq.checkpoint import read_gptq_format
 
 # What each path computes in. CPU float16 matmuls are slow and lose precision; fms' triton_v2

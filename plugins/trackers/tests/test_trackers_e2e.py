@@ -18,7 +18,7 @@ METADATA = {"gpu": "none", "team": {"name": "tuning"}, "runs": 3}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, train_args, small_validation):
     from tuning_core.testing.plugins import only_plugins
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     out = tmp_path_factory.mktemp("e2e") / "run-a"
     with only_plugins("trackers"):  # module scope: the autouse plugin fixture is not active yet

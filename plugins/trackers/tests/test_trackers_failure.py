@@ -46,7 +46,7 @@ class FreezeStores:
 def test_broken_stores_are_reported_once_and_training_completes(tmp_path, train_args, file_log, caplog,
                                                                  aim_reader, mlflow_reader):
     from tuning_core.plugins import get_plugin_manager
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     assert shutil.which("chattr"), "this test needs chattr (e2fsprogs) to make the stores unwritable"
     out, aim_repo, mlruns, ids = tmp_path / "out", tmp_path / "aim-repo", tmp_path / "mlruns", tmp_path / "ids"

@@ -56,7 +56,7 @@ def aim_server(tmp_path):
 
 @pytest.mark.parametrize("how", ["ip_and_port", "aim_url"])
 def test_training_records_to_a_remote_aim_server(aim_server, tmp_path, train_args, file_log, aim_reader, how):
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     repo, port = aim_server
     out = tmp_path / "out"

@@ -2,11 +2,11 @@
 """Forward+backward time and peak memory of the fused_ops kernels against eager torch (and Liger-Kernel
 when it is installed), one JSON line per result.
 
-    python benchmarks/kernels.py                   # CPU quick sizes (a couple of minutes on 2 cores)
-    python benchmarks/kernels.py --size anchor     # the LM-head anchor: 4096 tokens, hidden 1024, vocab 128256
-    python benchmarks/kernels.py --size full       # issue sizes (hidden 4096, vocab 32k/128k, 4k tokens; GPU)
-    python benchmarks/kernels.py --only fused_linear_ce --size quick
-    python benchmarks/kernels.py --size arch       # per-architecture loss path (whole tiny model, labels) vs eager
+    python benchmarks/fused_kernels.py                   # CPU quick sizes (a couple of minutes on 2 cores)
+    python benchmarks/fused_kernels.py --size anchor     # the LM-head anchor: 4096 tokens, hidden 1024, vocab 128256
+    python benchmarks/fused_kernels.py --size full       # issue sizes (hidden 4096, vocab 32k/128k, 4k tokens; GPU)
+    python benchmarks/fused_kernels.py --only fused_linear_ce --size quick
+    python benchmarks/fused_kernels.py --size arch       # per-architecture loss path (whole tiny model, labels) vs eager
 
 Each line: bench, device, impl, shape, dtype, time_ms (median fwd+bwd), peak_mb (above the inputs),
 saved_mb (held between forward and backward: output + saved activations), max_err (vs eager), and
@@ -38,10 +38,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
-
-# transformers >= 5.25 imports the `kernels` package; run as a script, this file's folder comes first on
-# sys.path and this module would shadow it.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
 
 import torch
 import torch.nn.functional as F

@@ -87,7 +87,7 @@ def run_training(argv: list[str]) -> TrainResult:
     for note in run.notes:
         banner.add("note", note)
 
-    from tuning_core.trainer import TuningTrainer
+    from tuning_core.tuning_trainer import TuningTrainer
 
     trainer = TuningTrainer(
         model=model, args=targs, train_dataset=data.train, eval_dataset=data.eval,

@@ -10,7 +10,7 @@ import pytest
 from tuning_core.config import load_train_config
 from tuning_core.config.config import Config
 from tuning_core.errors import ConfigError
-from tuning_core_packing.options import PackingArguments, PackingSettings, resolve
+from tuning_core_packing.arguments import PackingArguments, PackingSettings, resolve
 
 BASE = ["--model_name_or_path", "m", "--output_dir", "out"]
 

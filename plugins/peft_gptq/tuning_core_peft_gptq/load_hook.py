@@ -6,7 +6,7 @@ from tuning_core.plugin_api import LoadedModel, UserError, first_line, load_toke
 
 
 def load_gptq(config, kernel: str | None) -> LoadedModel:
-    from tuning_core_peft_gptq.loader import GPTQLoadError, load_gptq_model
+    from tuning_core_peft_gptq.gptq_loader import GPTQLoadError, load_gptq_model
 
     dtype = resolve_dtype(config.torch_dtype)
     backend = "torch" if kernel == "torch" else "auto"

@@ -79,6 +79,21 @@ def test_fused_lora_needs_a_lora_run(flags, flag, peft_method):
         _sel(peft_method=peft_method, **flags)
 
 
+@pytest.mark.parametrize("option", ["use_dora", "lora_bias"])
+def test_fused_lora_refuses_lora_variants_it_cannot_fuse(option):
+    @dataclass
+    class WithLoraOptions(FakeConfig):
+        use_dora: bool | None = None
+        lora_bias: bool | None = None
+
+        def has(self, name):
+            return name in ("use_dora", "lora_bias") or super().has(name)
+
+    with pytest.raises(ConfigError, match=f"--fast_lora fuses plain LoRA and cannot fuse --{option}"):
+        selection_from_config(WithLoraOptions(FusedOpsArguments(fast_lora=True), **{option: True}))
+    assert selection_from_config(WithLoraOptions(FusedOpsArguments(fast_lora=True))).lora
+
+
 def test_fused_lora_auto_gptq_needs_the_gptq_base():
     pytest.importorskip("tuning_core_peft_gptq")
     with pytest.raises(ConfigError, match="--auto_gptq is not set"):

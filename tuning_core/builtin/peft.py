@@ -19,6 +19,15 @@ def tuning_core_validate_config(config):
     if config.peft_method in lora_options.LORA_METHODS and config.r <= 0:
         raise ConfigError(f"--r must be a positive integer, got {config.r}")
     lora_options.check(config)
+    targs = getattr(config, "training_args", None)
+    if config.peft_method == "alora" and targs is not None and targs.save_strategy != "no":
+        # fms-hf-tuning's rule for aLoRA: no intermediate checkpoints; the final adapter goes to save_model_dir.
+        from transformers.trainer_utils import IntervalStrategy
+
+        targs.save_strategy = IntervalStrategy.NO
+    if config.peft_method == "alora" and not config.save_model_dir:
+        raise ConfigError("--peft_method alora saves no intermediate checkpoints (as in fms-hf-tuning): pass "
+                          "--save_model_dir for the trained adapter")
     if config.peft_method == "pt" and config.num_virtual_tokens <= 0:
         raise ConfigError(f"--num_virtual_tokens must be positive, got {config.num_virtual_tokens}")
 

@@ -53,9 +53,14 @@ def run_training(argv: list[str]) -> TrainResult:
     run.timings["model_load_seconds"] = time.perf_counter() - t0
     banner.add(loader, f"loaded model: {loaded.description}")
     model, tokenizer = loaded.model, loaded.tokenizer
+    from tuning_core.builtin.tokens import grow_tokenizer
+
+    grown = grow_tokenizer(config, model, tokenizer)  # before the data: new tokens must tokenize as one
+    if grown:
+        banner.add("builtin.tokens", grown)
     if ensure_pad_token(model, tokenizer):
-        banner.add("core", f"added pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); "
-                           f"embeddings now {model.get_input_embeddings().weight.shape[0]} rows")
+        banner.add("core", f"pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); "
+                           f"embeddings {model.get_input_embeddings().weight.shape[0]} rows")
 
     t0 = time.perf_counter()
     from tuning_core.data import prepare_datasets

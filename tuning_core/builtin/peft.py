@@ -58,6 +58,12 @@ def lora_config_from(config, model, tokenizer=None):
         if tokenizer is None:
             raise ConfigError("--peft_method alora: this model loader does not support Activated LoRA")
         kwargs["alora_invocation_tokens"] = lora_options.invocation_tokens(config, tokenizer)
+    embeddings_saved = any(m in (kwargs.get("modules_to_save") or []) for m in ("embed_tokens", "lm_head"))
+    if tokenizer is not None and kwargs.get("trainable_token_indices") is None and not embeddings_saved:
+        from tuning_core.builtin.tokens import new_token_adapter_indices
+
+        # Tokens this run added: their rows train and are saved in the adapter, the way peft expects.
+        kwargs["trainable_token_indices"] = new_token_adapter_indices(model, tokenizer)
     try:
         return LoraConfig(**kwargs)
     except (ValueError, TypeError) as e:

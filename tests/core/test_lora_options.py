@@ -186,6 +186,9 @@ def test_plain_lora_adapter_holds_only_lora_weights(tiny_llama, twitter_data, tm
     final, result = _train(tiny_llama, twitter_data, tmp_path)
     _, weights = _plain_peft(final, tiny_llama, result.trainer.model)
     assert weights and all("lora_A" in k or "lora_B" in k for k in weights)
+    from tuning_core.export import vllm_layout_problems
+
+    assert vllm_layout_problems(final, {"q_proj", "k_proj", "v_proj", "o_proj"}) == []  # serves on vLLM as is
 
 
 def test_dora_with_rank_alpha_patterns_and_layer_selection(tiny_llama, twitter_data, tmp_path):
@@ -195,6 +198,9 @@ def test_dora_with_rank_alpha_patterns_and_layer_selection(tiny_llama, twitter_d
     cfg, weights = _plain_peft(final, tiny_llama, result.trainer.model)
     assert cfg["use_dora"] is True and cfg["rank_pattern"] == {"v_proj": 2} and cfg["layers_to_transform"] == [1]
     assert any("lora_magnitude_vector" in k for k in weights)
+    from tuning_core.export import vllm_layout_problems
+
+    assert "DoRA: vLLM does not load DoRA adapters" in vllm_layout_problems(final, {"q_proj", "v_proj"})
     assert all(".layers.1." in k for k in weights)  # layer 0 untouched
     v_a = next(w for k, w in weights.items() if "v_proj.lora_A" in k)
     q_a = next(w for k, w in weights.items() if "q_proj.lora_A" in k)

@@ -92,3 +92,58 @@ def test_infer_and_merge_handle_the_new_rows(grown_lora, tmp_path):
         torch.testing.assert_close(merged(ids).logits, want, rtol=1e-4, atol=1e-4)
     merged_tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
     assert merged_tok.convert_tokens_to_ids(NEW) == loaded.tokenizer.convert_tokens_to_ids(NEW)
+
+
+def supported_modules(model) -> set[str]:
+    """vLLM adapts every linear layer (by leaf name) plus its embedding modules."""
+    return {n.rpartition(".")[2] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def test_export_vllm_puts_new_rows_in_their_own_file(grown_lora, tiny_llama, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from tuning_core.export import vllm_layout_problems
+
+    final, result = grown_lora
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    supported = supported_modules(base)
+    problems = vllm_layout_problems(final, supported)
+    assert any("trainable_tokens_delta: not a LoRA weight" in p for p in problems)  # vLLM refuses the raw adapter
+    out = tmp_path / "vllm"
+    assert main(["export", "--vllm", "--model", str(final), "--output_dir", str(out)]) == 0
+    assert vllm_layout_problems(out, supported) == []
+    before = load_file(final / "adapter_model.safetensors")
+    after = load_file(out / "adapter_model.safetensors")
+    assert set(after) == {k for k in before if "lora_A" in k or "lora_B" in k}
+    assert all(torch.equal(after[k], before[k]) for k in after)
+    new = load_file(out / "new_embeddings.safetensors")
+    assert set(new) == {"input_embeddings", "output_embeddings"} and new["input_embeddings"].shape == (2, 64)
+    # vLLM appends the new rows to the base vocabulary and applies the LoRA weights: the trained model's outputs.
+    tok = AutoTokenizer.from_pretrained(out)
+    rows = base.get_input_embeddings().weight.shape[0]
+    base.resize_token_embeddings(rows + 2, mean_resizing=False)
+    with torch.no_grad():
+        base.get_input_embeddings().weight[rows:] = new["input_embeddings"]
+        base.get_output_embeddings().weight[rows:] = new["output_embeddings"]
+        served = PeftModel.from_pretrained(base, out).eval()
+        ids = tok("### Text: call <tool_call> now </tool_call>\n\n### Label:", return_tensors="pt").input_ids
+        want = result.trainer.model.eval()(ids).logits[..., :rows + 2]
+        torch.testing.assert_close(served(ids).logits, want, rtol=1e-4, atol=1e-4)
+    assert json.loads((out / "adapter_config.json").read_text())["trainable_token_indices"] is None
+
+
+def test_export_refuses_what_vllm_cannot_load(tmp_path, grown_lora):
+    import shutil
+
+    final, _ = grown_lora
+    dora = tmp_path / "dora"
+    shutil.copytree(final, dora)
+    cfg = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
+    assert main(["export", "--vllm", "--model", str(dora), "--output_dir", str(tmp_path / "o1")]) == 1
+    (dora / "adapter_config.json").write_text(json.dumps({**cfg, "modules_to_save": ["score"]}))
+    assert main(["export", "--vllm", "--model", str(dora), "--output_dir", str(tmp_path / "o2")]) == 1
+    (dora / "adapter_config.json").write_text(json.dumps({**cfg, "trainable_token_indices": [1, 2]}))
+    assert main(["export", "--vllm", "--model", str(dora), "--output_dir", str(tmp_path / "o3")]) == 1
+    assert not any((tmp_path / n).exists() for n in ("o1", "o2", "o3"))

@@ -238,3 +238,18 @@ def test_trainable_token_indices_with_gaussian_init(tiny_llama, twitter_data, tm
     assert cfg["trainable_token_indices"] == [5, 7] and cfg["init_lora_weights"] == "gaussian"
     deltas = [w for k, w in weights.items() if "trainable_tokens" in k]
     assert deltas and deltas[0].shape[0] == 2 and deltas[0].abs().sum() > 0  # the two rows trained
+
+
+def test_tied_embeddings_stay_tied_when_saved_whole(tiny_llama, twitter_data, tmp_path):
+    from types import SimpleNamespace
+
+    from tuning_core.builtin.lora_options import lora_kwargs
+
+    config = _config(tiny_llama, twitter_data, tmp_path, "--modules_to_save", "lm_head")
+    tied = SimpleNamespace(config=SimpleNamespace(tie_word_embeddings=True))
+    untied = SimpleNamespace(config=SimpleNamespace(tie_word_embeddings=False))
+    assert lora_kwargs(config, ["q_proj"], tied)["ensure_weight_tying"] is True  # fms-hf-tuning's rule
+    assert "ensure_weight_tying" not in lora_kwargs(config, ["q_proj"], untied)
+    config = _config(tiny_llama, twitter_data, tmp_path, "--modules_to_save", "lm_head",
+                     "--ensure_weight_tying", "false")
+    assert lora_kwargs(config, ["q_proj"], tied)["ensure_weight_tying"] is False  # the user's value wins

@@ -95,13 +95,14 @@ def dry_run(config) -> None:
         raise ConfigError(f"invalid LoRA options: {str(e).strip().splitlines()[0]}") from None
 
 
-def lora_kwargs(config, target_modules) -> dict:
+def lora_kwargs(config, target_modules, model=None) -> dict:
     if isinstance(target_modules, list) and "all-linear" in target_modules:
         target_modules = "all-linear"
     kwargs = dict(task_type="CAUSAL_LM", r=config.r, lora_alpha=config.lora_alpha,
                   lora_dropout=config.lora_dropout, bias=config.bias, target_modules=target_modules)
     kwargs.update(options(config))
-    if any(m in (kwargs.get("modules_to_save") or []) for m in ("embed_tokens", "lm_head")) \
+    tied = model is not None and bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied and any(m in (kwargs.get("modules_to_save") or []) for m in ("embed_tokens", "lm_head")) \
             and "ensure_weight_tying" not in given(config):
         kwargs["ensure_weight_tying"] = True  # fms-hf-tuning's rule: keep tied embeddings tied
     return kwargs

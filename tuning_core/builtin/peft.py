@@ -53,7 +53,7 @@ def lora_config_from(config, model, tokenizer=None):
     layers). aLoRA needs the tokenizer for its invocation ids."""
     from peft import LoraConfig
 
-    kwargs = lora_options.lora_kwargs(config, resolve_target_modules(config.target_modules, model))
+    kwargs = lora_options.lora_kwargs(config, resolve_target_modules(config.target_modules, model), model)
     if config.peft_method == "alora":
         if tokenizer is None:
             raise ConfigError("--peft_method alora: this model loader does not support Activated LoRA")

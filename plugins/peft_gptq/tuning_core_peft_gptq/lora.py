@@ -34,22 +34,26 @@ def gptq_target_modules(model, targets):
     return sorted(leaves) if not (leaves & others) else sorted(names)
 
 
-def lora_config(config, model, gptq: bool):
+def lora_config(config, model, gptq: bool, tokenizer=None):
     from tuning_core.builtin.peft import lora_config_from
 
-    cfg = lora_config_from(config, model)
+    cfg = lora_config_from(config, model, tokenizer)
     if gptq:
         cfg.target_modules = gptq_target_modules(model, cfg.target_modules)
     return cfg
 
 
-def add_lora(config, model, gptq: bool):
+def add_lora(config, model, gptq: bool, tokenizer=None):
     from peft import get_peft_model
+
+    from tuning_core.builtin.peft import convert_on_final_save
 
     targs = config.training_args
     prepare_for_kbit_training(model, bool(getattr(targs, "gradient_checkpointing", False)))
     try:
-        return get_peft_model(model, lora_config(config, model, gptq))
+        peft_model = get_peft_model(model, lora_config(config, model, gptq, tokenizer))
     except ValueError as e:
         flag = "--auto_gptq" if gptq else "--bnb_qlora"
         raise ConfigError(f"cannot apply LoRA with {flag}: {str(e).splitlines()[0]}") from None
+    convert_on_final_save(peft_model, config)  # PiSSA/OLoRA on a QLoRA base: loadable onto the original base
+    return peft_model

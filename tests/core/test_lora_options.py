@@ -62,8 +62,11 @@ def test_a_new_peft_field_becomes_a_flag_without_code_changes():
 
 
 def test_cold_cache_builds_the_table_without_importing_peft_in_the_cli(tmp_path):
+    """A peft version without a shipped table: described once in a subprocess, then cached."""
     env = {**os.environ, "TUNING_CORE_CACHE": str(tmp_path)}
-    code = ("import sys; from tuning_core.cli import main; rc = main(['plugins']); "
+    code = ("import sys, pathlib; from tuning_core.config import lora_fields; "
+            f"lora_fields.SHIPPED = pathlib.Path({str(tmp_path / 'none')!r}); "
+            "from tuning_core.cli import main; rc = main(['plugins']); "
             "print('HEAVY', [m for m in ('torch', 'peft') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -74,7 +77,19 @@ def test_cold_cache_builds_the_table_without_importing_peft_in_the_cli(tmp_path)
     assert cached["peft"] == version("peft") and any(r["name"] == "use_dora" for r in cached["fields"])
 
 
+def test_shipped_table_matches_the_installed_peft():
+    from tuning_core.config.lora_fields import SHIPPED, peft_version
+
+    shipped = SHIPPED / f"peft-{peft_version()}-lora-fields.json"
+    if shipped.is_file():  # else the table is built from peft at run time (tested above)
+        assert json.loads(shipped.read_text())["fields"] == describe()
+    assert field_table() == describe()
+
+
 def test_cached_table_is_read_back(tmp_path, monkeypatch):
+    from tuning_core.config import lora_fields
+
+    monkeypatch.setattr(lora_fields, "SHIPPED", tmp_path / "none")
     monkeypatch.setenv("TUNING_CORE_CACHE", str(tmp_path))
     first = field_table()
     path = next((tmp_path / "fields").glob("peft-*-lora-fields.json"))

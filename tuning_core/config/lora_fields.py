@@ -30,6 +30,7 @@ from tuning_core.errors import ConfigError
 
 OWNED_BY_LORA_ARGUMENTS = frozenset({"r", "lora_alpha", "lora_dropout", "target_modules", "bias"})
 TABLE_FORMAT = 1
+SHIPPED = Path(__file__).resolve().parent.parent / "resources"
 
 # peft-internal fields: fms-hf-tuning accepts them (its LoraConfig subclasses peft's); what each does here.
 INTERNAL_NOTES = {
@@ -131,13 +132,17 @@ def field_table() -> list[dict[str, Any]]:
     version = peft_version()
     if version is None:
         return []
-    path = cache_dir() / f"peft-{version}-lora-fields.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") == TABLE_FORMAT and data.get("peft") == version:
-            return data["fields"]
-    except (OSError, ValueError, AttributeError):
-        pass
+    name = f"peft-{version}-lora-fields.json"
+    path = cache_dir() / name
+    # The table for the peft this release was tested with ships in resources/ (a test keeps it equal to peft's
+    # dataclass); any other peft version is described once and cached.
+    for candidate in (SHIPPED / name, path):
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+            if data.get("format") == TABLE_FORMAT and data.get("peft") == version:
+                return data["fields"]
+        except (OSError, ValueError, AttributeError):
+            pass
     rows = describe() if "peft" in sys.modules else _describe_in_subprocess()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,6 +274,12 @@ def given(config) -> dict[str, Any]:
     section = config.section(cls)
     return {f.name: getattr(section, f.name) for f in dataclasses.fields(cls)
             if getattr(section, f.name) is not None}
+
+
+def write_table(path: str | Path) -> None:
+    """Write the installed peft's table (how resources/peft-*-lora-fields.json is made)."""
+    data = {"format": TABLE_FORMAT, "peft": peft_version(), "fields": describe()}
+    Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":  # the subprocess field_table() runs on a cold cache

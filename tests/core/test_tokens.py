@@ -147,3 +147,14 @@ def test_export_refuses_what_vllm_cannot_load(tmp_path, grown_lora):
     (dora / "adapter_config.json").write_text(json.dumps({**cfg, "trainable_token_indices": [1, 2]}))
     assert main(["export", "--vllm", "--model", str(dora), "--output_dir", str(tmp_path / "o3")]) == 1
     assert not any((tmp_path / n).exists() for n in ("o1", "o2", "o3"))
+
+
+def test_full_fine_tuning_saves_the_grown_model(tiny_llama, twitter_data, tmp_path):
+    result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--add_special_tokens", *NEW,
+                                     "--embedding_size_multiple_of", "64", "--save_model_dir", tmp_path / "final",
+                                     steps=2))
+    assert any(line.startswith("[builtin.tokens] added 2 token(s)") for line in result.banner)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "final")
+    assert model.get_input_embeddings().weight.shape[0] == 576 == model.config.vocab_size  # 514 -> 9 x 64
+    assert tok.convert_tokens_to_ids(NEW) == [512, 513]

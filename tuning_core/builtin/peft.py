@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from tuning_core.builtin import lora_options
 from tuning_core.config.arguments import LoraArguments, PeftArguments, PromptTuningArguments
 from tuning_core.config.lora_fields import lora_options_class
@@ -25,6 +27,9 @@ def tuning_core_validate_config(config):
         from transformers.trainer_utils import IntervalStrategy
 
         targs.save_strategy = IntervalStrategy.NO
+        logging.getLogger("tuning_core").warning(
+            "--peft_method alora: no intermediate checkpoints (fms-hf-tuning's rule); the adapter is saved to "
+            "--save_model_dir when training ends")
     if config.peft_method == "alora" and not config.save_model_dir:
         raise ConfigError("--peft_method alora saves no intermediate checkpoints (as in fms-hf-tuning): pass "
                           "--save_model_dir for the trained adapter")

@@ -150,6 +150,21 @@ def _adapter_tensor_shapes(adapter_dir: Path) -> dict[str, tuple]:
     return {}
 
 
+def check_invocation(loaded: LoadedForInference, texts: list[str]) -> None:
+    """An Activated LoRA acts only after its invocation sequence: an input without it would get the base model's
+    answer under the adapter's name, so refuse it."""
+    tokens = (loaded.checkpoint.adapter_config or {}).get("alora_invocation_tokens")
+    if not tokens:
+        return
+    n = len(tokens)
+    for i, text in enumerate(texts):
+        ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not any(ids[j:j + n] == list(tokens) for j in range(len(ids) - n + 1)):
+            invocation = loaded.tokenizer.decode(tokens)
+            raise UserError(f"input {i + 1} lacks the aLoRA invocation {invocation!r} (tokens {list(tokens)}): "
+                            "this adapter only acts after it; append it to the input")
+
+
 def _to_device(model) -> None:
     import torch
 
@@ -247,6 +262,7 @@ def _positive_int(value: str) -> int:
 def run(args) -> int:
     texts = read_texts(args.text, args.text_file)
     loaded = load_for_inference(args.model, args.base_model_name_or_path, args.torch_dtype)
+    check_invocation(loaded, texts)
     print(f"loaded {loaded.description}")
     outputs = generate(loaded.model, loaded.tokenizer, texts, args.max_new_tokens, args.batch_size)
     write_json(args.out_file, [{"input": t, "output": o} for t, o in zip(texts, outputs)])

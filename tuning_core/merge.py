@@ -19,6 +19,9 @@ def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | No
     if ckpt.peft_type in PROMPT_LEARNING_TYPES:
         raise UserError(f"--model {model} is a {ckpt.peft_type} adapter: its virtual tokens cannot be merged "
                         "into the weights; use 'tuning-core infer' with the adapter instead")
+    if (ckpt.adapter_config or {}).get("alora_invocation_tokens"):
+        raise UserError(f"--model {model} is an Activated LoRA: it acts only after its invocation sequence, which "
+                        "merged weights cannot do; use 'tuning-core infer' with the adapter instead")
     out = Path(output_dir)
     for other in (ckpt.path, Path(ckpt.base)):
         if out.exists() and out.resolve() == other.resolve():

@@ -53,9 +53,14 @@ def run_training(argv: list[str]) -> TrainResult:
     run.timings["model_load_seconds"] = time.perf_counter() - t0
     banner.add(loader, f"loaded model: {loaded.description}")
     model, tokenizer = loaded.model, loaded.tokenizer
+    from tuning_core.builtin.tokens import grow_tokenizer
+
+    grown = grow_tokenizer(config, model, tokenizer)  # before the data: new tokens must tokenize as one
+    if grown:
+        banner.add("builtin.tokens", grown)
     if ensure_pad_token(model, tokenizer):
-        banner.add("core", f"added pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); "
-                           f"embeddings now {model.get_input_embeddings().weight.shape[0]} rows")
+        banner.add("core", f"pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); "
+                           f"embeddings {model.get_input_embeddings().weight.shape[0]} rows")
 
     t0 = time.perf_counter()
     from tuning_core.data import prepare_datasets
@@ -130,10 +135,18 @@ def _trainable(model) -> str:
 
 
 def ensure_pad_token(model, tokenizer) -> bool:
-    """Give a pad-less tokenizer (Llama's) a pad token, as fms-hf-tuning does; resize only when needed."""
+    """Give a pad-less tokenizer (Llama's) a pad token. An existing special token is reused (padding is never
+    trained: labels there are -100), so the embeddings keep their size and a LoRA adapter holds only LoRA
+    weights (vLLM rejects adapters with embedding rows). `<pad>` is added, with a resize, only as a last resort."""
     if tokenizer.pad_token is not None:
         return False
-    tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    from tuning_core.builtin.tokens import existing_pad_token
+
+    pad = existing_pad_token(tokenizer)
+    if pad is not None:
+        tokenizer.pad_token = pad
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if getattr(model.config, "pad_token_id", None) is None:

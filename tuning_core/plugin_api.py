@@ -28,6 +28,7 @@ __all__ = [
     "resolve_attention",
     "load_tokenizer",
     "lora_config_from",
+    "convert_on_final_save",
     "bundled_dataset_path",
     "QuantizedLinear",
     "LoadedModel",
@@ -156,11 +157,20 @@ def load_tokenizer(config) -> Any:
     return load(config)
 
 
-def lora_config_from(config, model) -> Any:
-    """The peft ``LoraConfig`` the LoRA flags (``--r``, ``--lora_alpha``, ``--target_modules``...) describe."""
+def lora_config_from(config, model, tokenizer=None) -> Any:
+    """The peft ``LoraConfig`` the LoRA flags (``--r``, ``--lora_alpha``, every LoRA option...) describe.
+
+    aLoRA needs the tokenizer, to turn its invocation string into token ids."""
     from tuning_core.builtin.peft import lora_config_from as build
 
-    return build(config, model)
+    return build(config, model, tokenizer)
+
+
+def convert_on_final_save(peft_model, config) -> None:
+    """Make the final adapter of a PiSSA/OLoRA run load onto the original base (checkpoints stay resumable)."""
+    from tuning_core.builtin.peft import convert_on_final_save as convert
+
+    convert(peft_model, config)
 
 
 def bundled_dataset_path() -> Path:

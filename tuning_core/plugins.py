@@ -29,6 +29,7 @@ BUILTIN_MODULES = [
     "tuning_core.builtin.model_loader",
     "tuning_core.builtin.run",
     "tuning_core.builtin.peft",
+    "tuning_core.builtin.tokens",
     "tuning_core.builtin.collator",
     "tuning_core.builtin.file_logger",
     "tuning_core.builtin.data",

@@ -19,14 +19,6 @@ BASE = ["--model_name_or_path", "m", "--output_dir", "out", "--training_data_pat
 # Flags other branches bring (the lead empties this set when merging them): LoRA/peft fields, aLoRA and the
 # tokenizer flags (flags14a), the data-config flags (data13), --fast_moe (moe18).
 PENDING_FROM_OTHER_BRANCHES = {
-    # flags14a
-    "add_special_tokens", "alora_invocation_string", "alora_invocation_tokens", "alpha_pattern", "arrow_config",
-    "auto_mapping", "base_model_name_or_path", "corda_config", "embedding_size_multiple_of", "ensure_weight_tying",
-    "eva_config", "exclude_modules", "fan_in_fan_out", "inference_mode", "init_lora_weights", "kasa_config",
-    "layer_replication", "layers_pattern", "layers_to_transform", "loftq_config", "lora_bias", "lora_ga_config",
-    "megatron_config", "megatron_core", "modules_to_save", "monteclora_config", "peft_type", "peft_version",
-    "qalora_group_size", "rank_pattern", "revision", "runtime_config", "target_parameters", "task_type",
-    "trainable_token_indices", "use_bdlora", "use_dora", "use_qalora", "use_rslora", "velora_config",
     # moe18
     "fast_moe",
 }

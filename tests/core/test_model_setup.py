@@ -34,16 +34,43 @@ def test_unknown_architecture_asks_for_target_modules():
         resolve_target_modules(None, Odd())
 
 
-def test_pad_token_added_and_embeddings_resized(tiny_llama):
+def test_pad_token_reuses_a_special_token_without_resize(tiny_llama):
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     rows = model.get_input_embeddings().weight.shape[0]
     assert tok.pad_token is None
     assert ensure_pad_token(model, tok) is True
-    assert tok.pad_token == "<pad>" and tok.pad_token_id == rows
-    assert model.get_input_embeddings().weight.shape[0] == rows + 1
+    assert tok.pad_token == tok.unk_token and len(tok) == rows
+    assert model.get_input_embeddings().weight.shape[0] == rows
     assert model.config.pad_token_id == tok.pad_token_id
     assert ensure_pad_token(model, tok) is False  # idempotent
+
+
+def test_pad_token_prefers_a_pad_like_token(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    vocab = {"<s>": 0, "</s>": 1, "<|finetune_right_pad_id|>": 2, "a": 3}
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token=None)),
+                                  bos_token="<s>", eos_token="</s>")
+    from tuning_core.builtin.tokens import existing_pad_token
+
+    assert existing_pad_token(tok) == "<|finetune_right_pad_id|>"
+    assert existing_pad_token(PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"<s>": 0, "</s>": 1}, unk_token=None)),
+        eos_token="</s>")) == "</s>"
+
+
+def test_pad_token_added_and_resized_only_without_special_tokens(tiny_llama):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "b": 1}, unk_token=None)))
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    model.resize_token_embeddings(2)
+    assert ensure_pad_token(model, tok) is True
+    assert tok.pad_token == "<pad>" and tok.pad_token_id == 2
+    assert model.get_input_embeddings().weight.shape[0] == 3
 
 
 def test_spare_embedding_rows_avoid_a_resize(tmp_path, bpe_tokenizer_dir):

@@ -27,9 +27,10 @@ def test_train_then_infer_merge_report(tiny_llama, twitter_data, tmp_path, built
     trained = result.trainer.model.eval()
     prompt = "### Text: my parcel never arrived\n\n### Label:"
 
-    # The saved adapter (with the pad token training added) reproduces the trained model.
+    # The saved adapter reproduces the trained model; the pad token reused an existing one (no new row).
     loaded = load_for_inference(str(adapter))
-    assert len(loaded.tokenizer) == len(AutoTokenizer.from_pretrained(tiny_llama)) + 1
+    assert len(loaded.tokenizer) == len(AutoTokenizer.from_pretrained(tiny_llama))
+    assert loaded.tokenizer.pad_token is not None
     ids = loaded.tokenizer(prompt, return_tensors="pt")
     with torch.no_grad():
         want = trained(**ids).logits

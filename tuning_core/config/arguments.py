@@ -51,8 +51,13 @@ class ModelArguments:
 class PeftArguments:
     peft_method: str = field(
         default="none", metadata={
-            "help": "lora, pt (prompt tuning) or none (full fine-tuning). 'None' is accepted as none.",
-            "choices": ["lora", "pt", "none", "None"]})
+            "help": "lora, alora (Activated LoRA), pt (prompt tuning) or none (full fine-tuning). 'None' is "
+                    "accepted as none.",
+            "choices": ["lora", "alora", "pt", "none", "None"]})
+    alora_invocation_string: str | None = field(
+        default=None, metadata={
+            "help": "With --peft_method alora: the text that activates the adapter (it activates after its last "
+                    "occurrence). It must be in every training input and every inference input."})
 
     def __post_init__(self):
         self.peft_method = self.peft_method.lower()

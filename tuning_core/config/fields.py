@@ -31,6 +31,8 @@ class FieldSpec:
     nargs: str | int | None = None
     const: Any = None
     aliases: tuple[str, ...] = ()
+    parse: Any = None  # optional (value, where) -> value, for values no single type describes
+
 
     @property
     def required(self) -> bool:
@@ -45,6 +47,8 @@ class FieldSpec:
         """Coerce a value from the CLI (strings) or a config file (JSON types) to this field's type."""
         if value is None:
             return None
+        if self.parse is not None:
+            return self.parse(value, where)
         if self.is_list:
             if isinstance(value, (str, int, float, bool)):
                 value = [value]
@@ -135,7 +139,7 @@ def specs_for(cls: type, owned_elsewhere: Collection[str] = frozenset(), lenient
         out.append(FieldSpec(
             name=f.name, owner=cls, scalar=scalar, is_list=is_list, optional=optional, default=default,
             help=(help_text or "").strip(), choices=tuple(meta["choices"]) if "choices" in meta else choices,
-            nargs=meta.get("nargs"), const=meta.get("const"), aliases=tuple(meta.get("aliases", ())),
+            nargs=meta.get("nargs"), const=meta.get("const"), aliases=tuple(meta.get("aliases", ())), parse=meta.get("parse"),
         ))
     return out
 

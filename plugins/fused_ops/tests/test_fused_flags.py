@@ -87,6 +87,21 @@ def test_fused_lora_kind_needs_no_particular_plugin(kind):
     assert not _sel(fused_lora=[kind, "False"]).lora
 
 
+@pytest.mark.parametrize("option", ["use_dora", "lora_bias"])
+def test_fused_lora_refuses_lora_variants_it_cannot_fuse(option):
+    @dataclass
+    class WithLoraOptions(FakeConfig):
+        use_dora: bool | None = None
+        lora_bias: bool | None = None
+
+        def has(self, name):
+            return name in ("use_dora", "lora_bias") or super().has(name)
+
+    with pytest.raises(ConfigError, match=f"--fast_lora fuses plain LoRA and cannot fuse --{option}"):
+        selection_from_config(WithLoraOptions(FusedOpsArguments(fast_lora=True), **{option: True}))
+    assert selection_from_config(WithLoraOptions(FusedOpsArguments(fast_lora=True))).lora
+
+
 def test_selection_names_no_other_plugin():
     import inspect
 

@@ -96,6 +96,11 @@ def selection_from_config(config) -> Selection:
             flag = "--fused_lora" if lora_base else "--fast_lora"
             raise ConfigError(f"{flag} fuses LoRA adapters and needs --peft_method lora "
                               f"(got --peft_method {peft_method})")
+        flag = "--fused_lora" if lora_base else "--fast_lora"
+        has = getattr(config, "has", None)
+        for option in ("use_dora", "lora_bias"):
+            if (has is None or has(option)) and getattr(config, option, None):
+                raise ConfigError(f"{flag} fuses plain LoRA and cannot fuse --{option} layers; drop one of the two")
 
     if args.fused_ops_backend not in ("auto", "triton", "torch"):
         raise ConfigError(f"--fused_ops_backend: expected auto, triton or torch, got {args.fused_ops_backend!r}")

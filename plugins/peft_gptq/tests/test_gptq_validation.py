@@ -39,6 +39,11 @@ def _args(model, data, out, *extra):
     ("gptq", ["--auto_gptq", "triton_v2", "torch", "--peft_method", "lora"], "takes one value"),
     ("float", ["--bnb_qlora", "nf8", "--peft_method", "lora"], "nf4, fp4"),
     ("gptq", ["--auto_gptq", "exllama", "--peft_method", "lora"], "triton_v2, torch"),
+    ("gptq", ["--auto_gptq", "triton_v2", "--peft_method", "lora", "--use_dora"], "--use_dora is not supported"),
+    ("gptq", ["--auto_gptq", "triton_v2", "--peft_method", "lora", "--init_lora_weights", "pissa"],
+     "pissa is not supported with --auto_gptq"),
+    ("gptq", ["--auto_gptq", "triton_v2", "--peft_method", "alora", "--alora_invocation_string", "x"],
+     "add --peft_method lora"),
 ])
 def test_config_errors(gptq_llama, tiny_llama, twitter_data, tmp_path, no_weight_loading, base, extra, message):
     if "float16" in extra:

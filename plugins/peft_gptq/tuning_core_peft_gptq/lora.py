@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuning_core.plugin_api import ConfigError, first_line, lora_config_from
+from tuning_core.plugin_api import ConfigError, convert_on_final_save, first_line, lora_config_from
 from tuning_core_peft_gptq.qlinear import QuantLinear
 
 
@@ -33,20 +33,22 @@ def gptq_target_modules(model, targets):
     return sorted(leaves) if not (leaves & others) else sorted(names)
 
 
-def lora_config(config, model, gptq: bool):
-    cfg = lora_config_from(config, model)
+def lora_config(config, model, gptq: bool, tokenizer=None):
+    cfg = lora_config_from(config, model, tokenizer)
     if gptq:
         cfg.target_modules = gptq_target_modules(model, cfg.target_modules)
     return cfg
 
 
-def add_lora(config, model, gptq: bool):
+def add_lora(config, model, gptq: bool, tokenizer=None):
     from peft import get_peft_model
 
     targs = config.training_args
     prepare_for_kbit_training(model, bool(getattr(targs, "gradient_checkpointing", False)))
     try:
-        return get_peft_model(model, lora_config(config, model, gptq))
+        peft_model = get_peft_model(model, lora_config(config, model, gptq, tokenizer))
     except ValueError as e:
         flag = "--auto_gptq" if gptq else "--bnb_qlora"
         raise ConfigError(f"cannot apply LoRA with {flag}: {first_line(e)}") from None
+    convert_on_final_save(peft_model, config)  # PiSSA/OLoRA on a QLoRA base: loadable onto the original base
+    return peft_model

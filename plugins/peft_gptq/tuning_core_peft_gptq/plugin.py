@@ -54,7 +54,7 @@ def tuning_core_augment_model(config, model, tokenizer):
         return None
     from tuning_core_peft_gptq.lora import add_lora
 
-    return add_lora(config, model, gptq)
+    return add_lora(config, model, gptq, tokenizer)
 
 
 def _quantize_arguments(parser):

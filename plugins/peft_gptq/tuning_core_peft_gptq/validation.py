@@ -86,6 +86,7 @@ def validate(config) -> None:
             raise ConfigError(f"--auto_gptq: {path} is a GPTQ checkpoint this plugin cannot serve: "
                               f"{'; '.join(fmt.problems())}")
         _check_dtype(config, kernel, flag)
+        _check_lora_options(config, flag)
     else:
         if fmt is not None:
             raise ConfigError(f"--bnb_qlora quantizes a float checkpoint, but {path} is already GPTQ-quantized: "
@@ -95,3 +96,17 @@ def validate(config) -> None:
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ConfigError("--bnb_qlora needs bitsandbytes: pip install 'tuning-core-peft-gptq[qlora]'")
         _check_dtype(config, "bnb", flag)
+
+
+def _check_lora_options(config, flag: str) -> None:
+    """LoRA options that need the base's float weights, which a GPTQ base only holds packed."""
+    def option(name):
+        return getattr(config, name) if config.has(name) else None
+
+    if option("use_dora"):
+        raise ConfigError(f"--use_dora is not supported with {flag}: DoRA needs the base weights' norms, and a "
+                          "GPTQ base holds them packed in 4 bits; use plain LoRA or --bnb_qlora nf4")
+    init = option("init_lora_weights")
+    if isinstance(init, str) and init != "gaussian":
+        raise ConfigError(f"--init_lora_weights {init} is not supported with {flag}: it decomposes the base "
+                          "weights, which are packed in 4 bits here; use true or gaussian")

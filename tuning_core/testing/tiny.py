@@ -74,7 +74,8 @@ def build_tokenizer(out_dir: str | Path, kind: str = "bpe", vocab_size: int = 51
 
 def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4,
                 intermediate: int | None = None, max_positions: int = 512, bos_token_id=1, eos_token_id=2):
-    """A transformers config for a tiny model of ``arch`` ("llama", "gpt_bigcode", "mistral", "granite", "mixtral")."""
+    """A transformers config for a tiny model of ``arch`` ("llama", "gpt_bigcode", "mistral", "granite", "mixtral",
+    "granitemoe", "qwen3_moe")."""
     import transformers
 
     intermediate = intermediate or hidden * 2
@@ -93,7 +94,19 @@ def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, h
         return transformers.GraniteConfig(**llama_like)
     if arch == "mixtral":
         return transformers.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **llama_like)
+    if arch in _MOE_CONFIGS:
+        return _MOE_CONFIGS[arch](transformers, llama_like)
     raise ValueError(f"unknown architecture {arch!r}")
+
+
+# Mixture-of-experts models beyond Mixtral: 4 experts, top-2, the router aux loss on.
+_MOE_CONFIGS = {
+    "granitemoe": lambda tf, common: tf.GraniteMoeConfig(num_local_experts=4, num_experts_per_tok=2,
+                                                         output_router_logits=True, **common),
+    "qwen3_moe": lambda tf, common: tf.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
+                                                      moe_intermediate_size=common["intermediate_size"],
+                                                      output_router_logits=True, **common),
+}
 
 
 def build_model(out_dir: str | Path, arch: str = "llama", tokenizer_dir: str | Path | None = None,

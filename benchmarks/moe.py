@@ -10,7 +10,7 @@ The layer is transformers' MixtralSparseMoeBlock (router + experts). Rows:
     transformers_eager       transformers' per-expert loop
     fast_moe_torch           the block with --fast_moe's experts forward, torch path (the CPU path)
     fast_moe_triton          the same with the Triton grouped kernels (CUDA only)
-Fields as in benchmarks/kernels.py (same measurement code): time_ms (median fwd+bwd), peak_mb (above the
+Fields as in benchmarks/kernels.py (same measurement code): time_ms (median fwd+bwd over round-robin rounds), peak_mb (above the
 inputs; on CPU from torch.profiler's allocation events), saved_mb (held between forward and backward),
 max_err (vs the first row: output, input and parameter gradients); for the other rows time_ratio
 (impl / transformers_grouped_mm, lower is faster), speedup (its inverse), memory_reduction and
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -104,22 +105,29 @@ def main(argv=None) -> int:
     dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
     repeats = args.repeats or (10 if device == "cuda" else 3)
     only = [n for n in args.only.split(",") if n]
+    chosen = [impl for impl in impls(args, device, dtype) if not only or impl.name in only]
     rows, reference = [], None
-    for impl in impls(args, device, dtype):
-        if only and impl.name not in only:
-            continue
+    for impl in chosen:
         impl.clear()
         result = impl.run()  # warm-up, and the values for the error check
         reference = reference or result
         row = dict(bench="moe_layer", device=device, impl=impl.name, tokens=args.tokens, hidden=args.hidden,
                    intermediate=args.intermediate, experts=args.experts, top_k=args.top_k,
-                   dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads())
+                   dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads(), repeats=repeats)
         row["max_err"] = float(f"{max_err(result, reference):.3g}")
         del result
-        row["time_ms"] = round(time_ms(impl, device, repeats), 1)
         peak, held = memory_mb(impl, device)
         row["peak_mb"], row["saved_mb"] = round(peak, 1), round(held, 1)
+        impl.clear()
         rows.append(row)
+    # Timed round-robin (one call of each per round, median over rounds): load from other processes on a
+    # shared machine then hits every implementation alike.
+    times = {impl.name: [] for impl in chosen}
+    for _ in range(repeats):
+        for impl in chosen:
+            times[impl.name].append(time_ms(impl, device, 1))
+    for row in rows:
+        row["time_ms"] = round(statistics.median(times[row["impl"]]), 1)
     by_name = {r["impl"]: r for r in rows}
     for base_name, suffix in ((rows[0]["impl"], ""), ("transformers_eager", "_vs_eager")):
         base = by_name.get(base_name)

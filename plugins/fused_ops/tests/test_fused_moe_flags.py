@@ -87,7 +87,7 @@ def test_degree_must_divide_the_world_size(tmp_path, monkeypatch, world):
     monkeypatch.setenv("WORLD_SIZE", world)
     path = _checkpoint(tmp_path, model_type="mixtral", num_local_experts=8)
     with pytest.raises(ConfigError, match=rf"--fast_moe 2: the expert-parallel degree must divide the world size "
-                                          rf"\({world} processes\)"):
+                                          rf"\(WORLD_SIZE={world}\)"):
         validate(Config("2", path))
 
 

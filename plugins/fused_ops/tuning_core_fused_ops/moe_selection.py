@@ -90,7 +90,7 @@ def check_degree(degree: int, num_experts: int | None, world: int, where: str) -
                           f"({num_experts} in {where})")
     if world % degree:
         raise ConfigError(f"--fast_moe {degree}: the expert-parallel degree must divide the world size "
-                          f"({world} processes)")
+                          f"(WORLD_SIZE={world})")
     raise ConfigError(f"--fast_moe {degree}: expert parallelism (degree > 1) is not implemented in tuning-core yet; "
                       "use --fast_moe True (every rank holds all experts, ranks stay data parallel)")
 

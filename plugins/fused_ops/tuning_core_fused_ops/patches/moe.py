@@ -42,6 +42,43 @@ def experts_forward(experts, use_triton: bool | None):
     return forward
 
 
+def shard_experts(model, group=None, use_triton: bool | None = None) -> int:
+    """Expert parallelism over ``group`` (the default group if None): keep this rank's 1/N of every experts
+    module's weights and run them through ``ops.moe_parallel``. Returns the number of modules sharded.
+
+    Layer-level only: the trainer integration (DDP exclusion, gradient scaling, clipping, gather on save,
+    README) is not built yet, so ``--fast_moe N > 1`` is refused.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from ..ops.moe_parallel import expert_parallel_mlp
+
+    arch = moe_architecture_of(model)
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    done = 0
+    for module in model.modules():
+        if type(module).__name__ != arch.experts_class:
+            continue
+        experts = module.gate_up_proj.shape[0]
+        if experts % world:
+            raise ConfigError(f"--fast_moe {world}: the expert-parallel degree must divide the number of experts "
+                              f"({experts})")
+        local = experts // world
+        for name in ("gate_up_proj", "down_proj"):
+            full = getattr(module, name)
+            setattr(module, name, torch.nn.Parameter(full.detach()[rank * local:(rank + 1) * local].clone(),
+                                                     requires_grad=full.requires_grad))
+
+        def forward(hidden_states, top_k_index, top_k_weights, module=module):
+            return expert_parallel_mlp(hidden_states, module.gate_up_proj, module.down_proj, top_k_index,
+                                       top_k_weights, module.act_fn, group, use_triton=use_triton)
+
+        set_forward(module, forward, LABEL + "_expert_parallel")
+        done += 1
+    return done
+
+
 def moe_architecture_of(model) -> MoeArchitecture:
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     model_type = getattr(getattr(base, "config", None), "model_type", None)

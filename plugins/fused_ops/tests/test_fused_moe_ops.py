@@ -91,3 +91,16 @@ def test_weight_gradient_per_expert(wgrad):
     torch.testing.assert_close(out[0], g[:4].t() @ a[gather_a[:4]], rtol=1e-5, atol=1e-5)
     assert out[1].abs().max() == 0
     torch.testing.assert_close(out[2], g[4:].t() @ a[gather_a[4:]], rtol=1e-5, atol=1e-5)
+
+
+def test_autocast_runs_the_matmuls_in_its_dtype():
+    module = _experts()
+    x = torch.randn(16, 24, requires_grad=True)
+    idx, w = _routing(16, 5)
+    reference = module(x, idx, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = expert_mlp(x, module.gate_up_proj, module.down_proj, idx, w, module.act_fn, use_triton=False)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference, rtol=5e-2, atol=5e-2)
+    out.float().sum().backward()
+    assert module.gate_up_proj.grad.dtype == torch.float32 and x.grad.dtype == torch.float32

@@ -303,4 +303,13 @@ def expert_mlp(x, gate_up, down, top_k_index, top_k_weights, act, *, use_triton:
     if use_triton is None:
         use_triton = triton_runs_on(x)
     routing = route(top_k_index, gate_up.shape[0], first_expert)
-    return _ExpertMLP.apply(x.contiguous(), gate_up, down, top_k_weights, routing, act, bool(use_triton))
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        # As autocast would run the matmuls: in its dtype (the casts are autograd ops, so gradients come
+        # back in the parameters' own dtype); the kernels then run with autocast off.
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, enabled=False):
+            return _ExpertMLP.apply(x.to(dtype).contiguous(), gate_up.to(dtype), down.to(dtype), top_k_weights,
+                                    routing, act, bool(use_triton))
+    return _ExpertMLP.apply(x.to(gate_up.dtype).contiguous(), gate_up, down, top_k_weights, routing, act,
+                            bool(use_triton))

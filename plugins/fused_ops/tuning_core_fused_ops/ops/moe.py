@@ -228,31 +228,44 @@ def _is_silu(act) -> bool:
     return isinstance(act, torch.nn.SiLU) or type(act).__name__ in ("SiLUActivation", "SiLU")
 
 
-def _glu(h, act):
-    gate, up = h.chunk(2, dim=-1)
-    return act(gate) * up
+def _glu(h, act, chunks: int = 8):
+    """act(gate) * up in row chunks (one [N, I] output, small temporaries)."""
+    n, i = h.shape[0], h.shape[1] // 2
+    a = h.new_empty(n, i)
+    step = max(1, -(-n // chunks))
+    for s in range(0, n, step):
+        torch.mul(act(h[s:s + step, :i]), h[s:s + step, i:], out=a[s:s + step])
+    return a
 
 
-def _glu_backward(h, g_a, act):
-    """(act(gate) * up, d/d[gate, up] as one [N, 2I] tensor) from the saved up-projection output."""
-    gate, up = h.chunk(2, dim=-1)
-    n, i = gate.shape
-    g_h = h.new_empty(n, 2 * i)
-    if _is_silu(act):
-        sig = torch.sigmoid(gate)
-        a = gate * sig  # silu(gate)
-        torch.mul(g_a, a, out=g_h[:, i:])  # d up
-        # d gate = g_a * up * silu'(gate), silu' = sig * (1 + gate * (1 - sig)); in place to keep the peak low
-        sig_ = torch.rsub(sig, 1).mul_(gate).add_(1).mul_(sig)
-        del sig
-        torch.mul(sig_.mul_(up), g_a, out=g_h[:, :i])
-        return a.mul_(up), g_h
-    with torch.enable_grad():
-        gate_, up_ = gate.detach().requires_grad_(), up.detach().requires_grad_()
-        a = act(gate_) * up_
-        d_gate, d_up = torch.autograd.grad(a, (gate_, up_), g_a)
-    g_h[:, :i], g_h[:, i:] = d_gate, d_up
-    return a.detach(), g_h
+def _glu_backward_(h, g_a, act, chunks: int = 8):
+    """Returns act(gate) * up; overwrites h = [gate, up] with its gradient [d gate, d up].
+
+    h is dead after this, so its storage takes the gradient, and the work goes in row chunks: the
+    temporaries are 1/chunks of an [N, I] tensor instead of several full ones (the backward's peak).
+    """
+    n, i = h.shape[0], h.shape[1] // 2
+    a = h.new_empty(n, i)
+    step = max(1, -(-n // chunks))
+    for s in range(0, n, step):
+        gate, up, g = h[s:s + step, :i], h[s:s + step, i:], g_a[s:s + step]
+        if _is_silu(act):
+            sig = torch.sigmoid(gate)
+            act_gate = gate * sig
+            torch.mul(act_gate, up, out=a[s:s + step])
+            # silu'(gate) = sig * (1 + gate * (1 - sig))
+            d_gate = torch.rsub(sig, 1).mul_(gate).add_(1).mul_(sig).mul_(up).mul_(g)
+            up.copy_(act_gate.mul_(g))
+            gate.copy_(d_gate)
+        else:
+            with torch.enable_grad():
+                gate_, up_ = gate.detach().requires_grad_(), up.detach().requires_grad_()
+                out = act(gate_) * up_
+                d_gate, d_up = torch.autograd.grad(out, (gate_, up_), g)
+            a[s:s + step] = out.detach()
+            gate.copy_(d_gate)
+            up.copy_(d_up)
+    return a, h
 
 
 class _ExpertMLP(torch.autograd.Function):
@@ -284,7 +297,7 @@ class _ExpertMLP(torch.autograd.Function):
         w_sorted = weights.reshape(-1).index_select(0, r.order).to(grad_out.dtype)
         g_y = grad_out.index_select(0, r.token_of).mul_(w_sorted.unsqueeze(-1))  # (N, H)
         g_a = gmm(g_y, down, r.counts, transpose=True)  # (N, I)
-        a, g_h = _glu_backward(h, g_a, act)
+        a, g_h = _glu_backward_(h, g_a, act)  # g_h is h's storage
         del g_a, h
         grad_down = wgrad(g_y, a, r.counts, e)  # (E, H, I)
         del a, g_y

@@ -125,3 +125,19 @@ def test_compiled_kernel_matches_the_torch_path_in_bfloat16():
         results.append([out.float()] + [leaf.grad.float() for leaf in (x, gate_up, down, w)])
     for name, a, b in zip(["out", "x", "gate_up_proj", "down_proj", "router weights"], *results):
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * b.abs().max().item(), msg=name)
+
+
+def test_frozen_experts_get_no_weight_gradient_work():
+    module = _experts()
+    module.gate_up_proj.requires_grad_(False)
+    module.down_proj.requires_grad_(False)
+    x = torch.randn(16, 24, requires_grad=True)
+    idx, w = _routing(16, 5)
+    grad = torch.randn(16, 24)
+    module(x, idx, w).backward(grad)
+    ref_x, ref_w = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    expert_mlp(x, module.gate_up_proj, module.down_proj, idx, w, module.act_fn, use_triton=False).backward(grad)
+    torch.testing.assert_close(x.grad, ref_x, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(w.grad, ref_w, rtol=1e-4, atol=1e-5)
+    assert module.gate_up_proj.grad is None and module.down_proj.grad is None

@@ -2,9 +2,10 @@
 
 Layout is transformers 5's: ``gate_up_proj`` [E, 2I, H] (gate rows first), ``down_proj`` [E, H, I].
 One autograd node covers the whole expert MLP. It keeps the up-projection output (N x 2I, N = tokens x
-top-k) and the per-pair expert outputs (N x H); the activation is recomputed in the backward, and
-weight gradients are written per expert straight into one [E, ...] tensor (no per-expert slicing of
-the 3-D parameters, whose backward would allocate a full-size zero gradient per expert).
+top-k) and the per-pair expert outputs (N x H); the activation is recomputed in the backward, in row
+chunks, with its gradient written over the dead up-projection output; weight gradients are written per
+expert straight into one [E, ...] tensor (no per-expert slicing of the 3-D parameters, whose backward
+would allocate a full-size zero gradient per expert), and skipped for frozen experts (LoRA elsewhere).
 
 Two implementations of the two primitives:
     gmm    out[r] = a[gather[r]] @ W[e(r)]^T (or W[e(r)]), optionally stored at row scatter[r]
@@ -42,7 +43,7 @@ def route(top_k_index: torch.Tensor, num_experts: int, first_expert: int = 0) ->
     flat = top_k_index.reshape(-1)
     if first_expert:
         flat = flat - first_expert
-    sorted_expert, order = torch.sort(flat, stable=True)
+    _, order = torch.sort(flat, stable=True)
     counts = torch.bincount(flat.clamp(-1, num_experts) + 1, minlength=num_experts + 2)
     counts_list = counts.tolist()  # the one host sync: segment bounds drive the per-expert loops
     start = counts_list[0]  # pairs of lower (remote) experts come first
@@ -291,7 +292,10 @@ class _ExpertMLP(torch.autograd.Function):
         gmm, wgrad = (gmm_triton, wgrad_triton) if ctx.use_triton else (gmm_torch, wgrad_torch)
         t, k, e = r.num_tokens, r.top_k, gate_up.shape[0]
         grad_out = grad_out.contiguous()
-        grad_w = torch.bmm(y_pairs.view(t, k, -1), grad_out.unsqueeze(-1)).squeeze(-1).to(weights.dtype)
+        need_x, need_gate_up, need_down, need_w = ctx.needs_input_grad[:4]
+        grad_w = None
+        if need_w:
+            grad_w = torch.bmm(y_pairs.view(t, k, -1), grad_out.unsqueeze(-1)).squeeze(-1).to(weights.dtype)
         del y_pairs
         # gradient at each sorted row's expert output: its token's output gradient times its router weight
         w_sorted = weights.reshape(-1).index_select(0, r.order).to(grad_out.dtype)
@@ -299,11 +303,14 @@ class _ExpertMLP(torch.autograd.Function):
         g_a = gmm(g_y, down, r.counts, transpose=True)  # (N, I)
         a, g_h = _glu_backward_(h, g_a, act)  # g_h is h's storage
         del g_a, h
-        grad_down = wgrad(g_y, a, r.counts, e)  # (E, H, I)
+        grad_down = wgrad(g_y, a, r.counts, e) if need_down else None  # (E, H, I)
         del a, g_y
-        grad_gate_up = wgrad(g_h, x, r.counts, e, gather_a=r.token_of)  # (E, 2I, H)
-        grad_x = gmm(g_h, gate_up, r.counts, transpose=True, scatter=r.token_of, accumulate=True, out_rows=t)
-        return grad_x.to(x.dtype), grad_gate_up, grad_down, grad_w, None, None, None
+        grad_gate_up = wgrad(g_h, x, r.counts, e, gather_a=r.token_of) if need_gate_up else None  # (E, 2I, H)
+        grad_x = None
+        if need_x:
+            grad_x = gmm(g_h, gate_up, r.counts, transpose=True, scatter=r.token_of, accumulate=True,
+                         out_rows=t).to(x.dtype)
+        return grad_x, grad_gate_up, grad_down, grad_w, None, None, None
 
 
 def expert_mlp(x, gate_up, down, top_k_index, top_k_weights, act, *, use_triton: bool | None = None,

@@ -73,9 +73,10 @@ def gmm_torch(a, w, counts, *, gather=None, scatter=None, accumulate=False, tran
     """
     n_out = w.shape[2] if transpose else w.shape[1]
     rows = sum(counts)
-    out = a.new_empty(rows, n_out) if scatter is None else a.new_zeros(out_rows, n_out)
-    if scatter is None and rows == 0:
-        return out
+    if scatter is None or (rows == out_rows and not accumulate):
+        out = a.new_empty(rows if scatter is None else out_rows, n_out)  # every row gets written
+    else:
+        out = a.new_zeros(out_rows, n_out)
     for e, s, t in _segments(counts):
         seg = a.index_select(0, gather[s:t]) if gather is not None else a[s:t]
         weight = w[e] if transpose else w[e].t()
@@ -90,7 +91,10 @@ def gmm_torch(a, w, counts, *, gather=None, scatter=None, accumulate=False, tran
 
 def wgrad_torch(g, a, counts, num_experts, *, gather_g=None, gather_a=None):
     """dW[e] = g[rows of e]^T @ a[rows of e], for every expert (zeros for experts without rows)."""
-    out = g.new_zeros(num_experts, g.shape[1], a.shape[1])
+    out = g.new_empty(num_experts, g.shape[1], a.shape[1])
+    for e, n in enumerate(counts):
+        if not n:
+            out[e].zero_()  # an expert no row reached
     for e, s, t in _segments(counts):
         g_seg = g.index_select(0, gather_g[s:t]) if gather_g is not None else g[s:t]
         a_seg = a.index_select(0, gather_a[s:t]) if gather_a is not None else a[s:t]

@@ -46,8 +46,8 @@ def shard_experts(model, group=None, use_triton: bool | None = None) -> int:
     """Expert parallelism over ``group`` (the default group if None): keep this rank's 1/N of every experts
     module's weights and run them through ``ops.moe_parallel``. Returns the number of modules sharded.
 
-    Layer-level only: the trainer integration (DDP exclusion, gradient scaling, clipping, gather on save,
-    README) is not built yet, so ``--fast_moe N > 1`` is refused.
+    Layer-level only: the trainer integration (DDP exclusion, gradient scaling, clipping, gather on save;
+    design in the README) is not built yet, so ``--fast_moe N > 1`` is refused.
     """
     import torch
     import torch.distributed as dist

@@ -22,6 +22,7 @@ FLAG_OWNERS = {
     "fast_cross_entropy": "fused_ops",
     "fast_kernels": "fused_ops",
     "fast_lora": "fused_ops",
+    "fast_moe": "fused_ops",
     "fast_rms_norm": "fused_ops",
     "fast_rope": "fused_ops",
     "fast_swiglu": "fused_ops",

@@ -16,13 +16,6 @@ SNAPSHOT = Path(__file__).parent / "data" / "fms_hf_tuning_flags.txt"
 FIRST_PARTY_PLUGINS = ("packing", "fused_ops", "peft_gptq", "trackers")
 BASE = ["--model_name_or_path", "m", "--output_dir", "out", "--training_data_path", "d.jsonl"]
 
-# Flags other branches bring (the lead empties this set when merging them): LoRA/peft fields, aLoRA and the
-# tokenizer flags (flags14a), the data-config flags (data13), --fast_moe (moe18).
-PENDING_FROM_OTHER_BRANCHES = {
-    # moe18
-    "fast_moe",
-}
-
 # Accepted only through their documented clear error: (value, words the one-line error must contain).
 CLEAR_ERRORS = {
     "dataset_image_field": ("image", "vision-language tuning is not supported yet"),
@@ -30,6 +23,8 @@ CLEAR_ERRORS = {
 
 # Values where a type-derived sample would not be a valid setting.
 SAMPLE_VALUES = {
+    "init_lora_weights": ["gaussian"],
+    "trainable_token_indices": ["3", "5"],
     "quantization_method": ["mxfp4"],
     "auto_gptq": ["triton_v2"],
     "bnb_qlora": ["nf4"],
@@ -96,10 +91,9 @@ def _sample(spec) -> list[str]:
 def test_snapshot_is_the_fms_list():
     assert len(FLAGS) == len(set(FLAGS)) == 97
     assert {"model_name_or_path", "peft_method", "training_logs_filename", "dequantize"} <= set(FLAGS)
-    assert PENDING_FROM_OTHER_BRANCHES <= set(FLAGS)  # a stale entry would hide nothing: keep the set exact
 
 
-@pytest.mark.parametrize("flag", [f for f in FLAGS if f not in PENDING_FROM_OTHER_BRANCHES])
+@pytest.mark.parametrize("flag", FLAGS)
 def test_fms_flag_is_accepted(flag):
     spec = _spec(flag)
     assert spec is not None, f"--{flag} is not a tuning-core train flag"
@@ -130,12 +124,6 @@ def test_fms_flags_are_config_keys_too(tmp_path):
     path.write_text(json.dumps({"model_name_or_path": "m", "output_dir": "o", **keys}))
     config = load_train_config(["--config", str(path)])
     assert {k: getattr(config, k) for k in keys} == keys
-
-
-def test_pending_flags_are_still_unknown_here():
-    """Each pending flag is a clean 'unknown flag' today; once its branch lands this fails: empty the set."""
-    arrived = [flag for flag in sorted(PENDING_FROM_OTHER_BRANCHES) if _spec(flag) is not None]
-    assert not arrived, f"these flags have arrived; remove them from PENDING_FROM_OTHER_BRANCHES: {arrived}"
 
 
 def test_sample_values_name_real_flags():

@@ -74,7 +74,8 @@ def build_tokenizer(out_dir: str | Path, kind: str = "bpe", vocab_size: int = 51
 
 def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4,
                 intermediate: int | None = None, max_positions: int = 512, bos_token_id=1, eos_token_id=2):
-    """A transformers config for a tiny model of ``arch`` ("llama", "gpt_bigcode", "mistral", "granite", "mixtral")."""
+    """A transformers config for a tiny model of ``arch`` ("llama", "gpt_bigcode", "mistral", "granite", "mixtral",
+    "granitemoe", "qwen3_moe")."""
     import transformers
 
     intermediate = intermediate or hidden * 2
@@ -114,10 +115,13 @@ MORE_ARCHITECTURES = {
     "gemma2": lambda t, c: _gemma_like(t.Gemma2Config, c, attn_implementation="eager"),
     "gemma3_text": lambda t, c: _gemma_like(t.Gemma3TextConfig, c),
     "phi3": lambda t, c: t.Phi3Config(pad_token_id=None, **c),
-    "granitemoe": lambda t, c: t.GraniteMoeConfig(num_local_experts=4, num_experts_per_tok=2, logits_scaling=2.0, **c),
-    "qwen3_moe": lambda t, c: t.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2,
+    # MoE: 4 experts, top-2, the router aux loss on (fused_ops checks it is the model's own).
+    "granitemoe": lambda t, c: t.GraniteMoeConfig(num_local_experts=4, num_experts_per_tok=2, logits_scaling=2.0,
+                                                  output_router_logits=True, **c),
+    "qwen3_moe": lambda t, c: t.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
                                                moe_intermediate_size=c["intermediate_size"],
-                                               head_dim=c["hidden_size"] // c["num_attention_heads"], **c),
+                                               head_dim=c["hidden_size"] // c["num_attention_heads"],
+                                               output_router_logits=True, **c),
 }
 
 

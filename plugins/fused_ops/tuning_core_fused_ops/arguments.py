@@ -47,3 +47,13 @@ class FusedOpsArguments:
         "help": "Tokens per chunk of the fused linear cross-entropy; 0 picks a size whose logits take at most "
                 "0.4x the lm_head weight's memory (0.4 x hidden size tokens).",
     })
+
+
+@dataclass
+class FastMoeArguments:
+    fast_moe: str | None = field(default=None, metadata={
+        "help": "fms-hf-tuning form: True to replace the expert MLP of Mixtral, Granite MoE and Qwen3-MoE with the "
+                "scatter/gather grouped kernels (every rank holds every expert), or an integer expert-parallel "
+                "degree N (each of N ranks holds 1/N of the experts; N must divide the number of experts and the "
+                "world size). False or absent: off.",
+    })

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from tuning_core.plugin_api import ConfigError, hookimpl
 
-from .arguments import FusedOpsArguments
-from .rules import (
-    ARCHITECTURES,
-    architectures_details,
-    softcap_problem,
-    unsupported_message,
-)
+from .arguments import FastMoeArguments, FusedOpsArguments
+from .moe_selection import moe_selection_from_config
+from .moe_selection import validate as validate_moe
+from .rules import ARCHITECTURES, architectures_details, softcap_problem, unsupported_message
 from .selection import config_on_disk, selection_from_config
 
 
 @hookimpl
 def tuning_core_config_classes():
-    return [FusedOpsArguments]
+    return [FusedOpsArguments, FastMoeArguments]
 
 
 @hookimpl
@@ -30,6 +27,7 @@ def tuning_core_plugin_details():
 
 @hookimpl
 def tuning_core_validate_config(config):
+    validate_moe(config)
     selection = selection_from_config(config)
     if not selection.features:
         return
@@ -50,11 +48,19 @@ def tuning_core_validate_config(config):
 @hookimpl
 def tuning_core_patch_model(config, model):
     selection = selection_from_config(config)
-    if not selection.features:
+    moe = moe_selection_from_config(config)
+    if not selection.features and moe is None:
         return None
-    from .patcher import patch_model
+    report = None
+    if selection.features:
+        from .patcher import patch_model
 
-    return patch_model(model, selection)
+        report = patch_model(model, selection)
+    if moe is not None:
+        from .patches.moe import patch_moe
+
+        report = patch_moe(model, moe, report)
+    return report
 
 
 def _flags(selection) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from tuning_core.plugin_api import ConfigError, hookimpl
 
 from .arguments import FastMoeArguments, FusedOpsArguments
+from .moe_rules import MOE_ARCHITECTURES
 from .moe_selection import moe_selection_from_config
 from .moe_selection import validate as validate_moe
 from .rules import ARCHITECTURES, architectures_details, softcap_problem, unsupported_message
@@ -22,7 +23,11 @@ def tuning_core_config_classes():
 
 @hookimpl
 def tuning_core_plugin_details():
-    return {"architectures": architectures_details()}
+    details = architectures_details()
+    for model_type, arch in MOE_ARCHITECTURES.items():  # --fast_moe's expert MLP, a kernel of its own
+        details.setdefault(model_type, {"causal_lm": None, "kernels": {}, "not_applicable": {}})
+        details[model_type]["kernels"]["fast_moe"] = f"{arch.experts_class} -> scatter/gather grouped experts"
+    return {"architectures": details}
 
 
 @hookimpl

@@ -204,6 +204,8 @@ def test_tuning_core_plugin_details_lists_architectures_and_their_kernels():
     assert "whole Phi3MLP" in archs["phi3"]["kernels"]["lora"]
     assert "swiglu" not in archs["granitemoe"]["kernels"] and "swiglu" in archs["granitemoe"]["not_applicable"]
     assert set(archs["gpt_bigcode"]["kernels"]) == {"fused_linear", "cross_entropy", "lora"}
+    assert {t for t, a in archs.items() if "fast_moe" in a["kernels"]} == {"mixtral", "granitemoe", "qwen3_moe"}
+    assert archs["qwen3_moe"]["kernels"]["fast_moe"].startswith("Qwen3MoeExperts ->")
     plain = subprocess.run([sys.executable, "-m", "tuning_core", "plugins"], capture_output=True, text=True,
                            timeout=300)
     assert "    architectures: gemma2, gemma3_text, gpt_bigcode, granite, granitemoe, llama" in plain.stdout

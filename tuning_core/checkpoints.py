@@ -12,6 +12,31 @@ COMPLETE_MARKER = "checkpoint_complete.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
+# Test-only: callables run before each change a save makes that no wrapped write function sees
+# (tuning_core/testing/faults.py injects kills through them).
+SAVE_PROBES: list = []
+
+
+def probe(event: str, path: str | Path) -> None:
+    for fn in SAVE_PROBES:
+        fn(event, str(path))
+
+
+def begin_save(checkpoint_dir: str | Path) -> None:
+    """Before a save rewrites ``checkpoint_dir``: drop its marker first, then the old files.
+
+    A run that saves into an existing checkpoint-N (a rerun with --resume_from_checkpoint False,
+    or a resume that rewinds) would otherwise leave the old marker over half-rewritten files.
+    """
+    path = Path(checkpoint_dir)
+    marker = path / COMPLETE_MARKER
+    if marker.exists():
+        probe("unlink", marker)
+        marker.unlink()
+    if path.exists():
+        shutil.rmtree(path)
+
+
 def mark_complete(checkpoint_dir: str | Path, step: int) -> None:
     """Written last, atomically: a checkpoint without it was interrupted and is never resumed from."""
     path = Path(checkpoint_dir) / COMPLETE_MARKER
@@ -39,6 +64,27 @@ def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
     complete = [p for _, p in checkpoints(output_dir) if is_complete(p)]
     return complete[-1] if complete else None
+
+
+def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = None) -> list[Path]:
+    """Keep the ``limit`` most recently completed checkpoints (and ``keep``, the best one); delete the rest.
+
+    Runs only after the newest checkpoint is marked, so a kill here always leaves one complete
+    checkpoint. Unmarked checkpoints are never resumed from and go too. Returns what was deleted.
+    """
+    if not limit or limit <= 0:
+        return []
+    found = checkpoints(output_dir)
+    done = sorted((p for _, p in found if is_complete(p)), key=lambda p: (p / COMPLETE_MARKER).stat().st_mtime_ns)
+    if not done:
+        return []
+    protected = {p.resolve() for p in done[-limit:]} | ({Path(keep).resolve()} if keep else set())
+    deleted = []
+    for _, p in found:
+        if p.resolve() not in protected:
+            shutil.rmtree(p, ignore_errors=True)
+            deleted.append(p)
+    return deleted
 
 
 def incomplete_checkpoints(output_dir: str | Path) -> list[Path]:

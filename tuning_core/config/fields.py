@@ -30,6 +30,7 @@ class FieldSpec:
     nargs: str | int | None = None
     const: Any = None
     aliases: tuple[str, ...] = ()
+    rule: Any = None  # a config.rules.Rule: the range a number must fall in
 
     @property
     def required(self) -> bool:
@@ -50,17 +51,22 @@ class FieldSpec:
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{where}: expected a list for '{self.name}', got {type(value).__name__}")
             out = [self._scalar(v, where) for v in value]
-            if self.choices:
-                for v in out:
-                    self._check_choice(v, where)
+            for v in out:
+                self._check_choice(v, where)
+                self._check_rule(v, where)
             return out
         out = self._scalar(value, where)
-        if self.choices:
-            self._check_choice(out, where)
+        self._check_choice(out, where)
+        self._check_rule(out, where)
         return out
 
+    def _check_rule(self, v, where):
+        problem = self.rule.problem(v) if self.rule is not None else None
+        if problem:
+            raise ConfigError(f"{where}: invalid value for '{self.name}': {problem}")
+
     def _check_choice(self, v, where):
-        if v not in self.choices:
+        if self.choices and v not in self.choices:
             raise ConfigError(
                 f"{where}: invalid value {v!r} for '{self.name}'; expected one of {', '.join(map(str, self.choices))}"
             )
@@ -135,6 +141,7 @@ def specs_for(cls: type, owned_elsewhere: set[str] = frozenset(), lenient: bool 
             name=f.name, owner=cls, scalar=scalar, is_list=is_list, optional=optional, default=default,
             help=(help_text or "").strip(), choices=tuple(meta["choices"]) if "choices" in meta else choices,
             nargs=meta.get("nargs"), const=meta.get("const"), aliases=tuple(meta.get("aliases", ())),
+            rule=meta.get("rule"),
         ))
     return out
 

@@ -115,8 +115,12 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description: str = "",
-                 group_titles=None) -> dict[str, Any]:
-    """Parse flags and config files into {field name: typed value} for every spec (defaults included)."""
+                 group_titles=None, given: dict[str, str] | None = None) -> dict[str, Any]:
+    """Parse flags and config files into {field name: typed value} for every spec (defaults included).
+
+    ``given``, if passed, is filled with {field name: where it was set} for every value not left at its default.
+    """
+    given = {} if given is None else given
     by_key = check_unique(specs)
     parser = make_parser(prog, specs, description, group_titles=group_titles)
     ns, unknown = parser.parse_known_args(argv)
@@ -145,6 +149,7 @@ def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description
             if spec is None:
                 raise unknown_key_error(key, by_key, where)
             values[spec.name] = spec.convert(raw, f"{where}: key '{key}'")
+            given[spec.name] = where
     for key, raw in vars(ns).items():
         if key == "__config__":
             continue
@@ -152,4 +157,5 @@ def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description
         if spec.is_list and raw == [] and spec.const is not None:
             raw = spec.const
         values[spec.name] = spec.convert(raw, f"--{key}")
+        given[spec.name] = f"--{key}"
     return values

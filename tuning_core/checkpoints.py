@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 COMPLETE_MARKER = "checkpoint_complete.json"
@@ -113,3 +114,43 @@ def promote(staging: str | Path, target: str | Path) -> None:
             shutil.rmtree(dest)
         os.replace(item, dest)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_model_target(output_dir: str | Path, overwrite: bool, flag: str = "--output_dir") -> Path:
+    """A command that writes a model refuses a non-empty ``output_dir`` unless told ``overwrite`` (exit 1, as
+    merge's other refusals)."""
+    from tuning_core.errors import UserError
+
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {output_dir}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{flag} {output_dir} already exists and is not empty; pass --overwrite to replace it, "
+                          "or choose a new directory")
+    return out
+
+
+@contextmanager
+def staged_model_dir(output_dir: str | Path):
+    """Yield a staging folder next to ``output_dir``; on success it replaces ``output_dir`` whole.
+
+    The old content (with --overwrite) is moved aside first and deleted last, so a reader sees
+    the old model or the new one, never a mix; a failed write leaves ``output_dir`` untouched.
+    """
+    out = Path(output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    for leftover in (staging, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    staging.mkdir()
+    try:
+        yield staging
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staging, out)
+    finally:
+        for leftover in (staging, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import pluggy
 
+from tuning_core.checkpoints import check_model_target, staged_model_dir
 from tuning_core.errors import ConfigError, UserError
 from tuning_core.hookspecs import PROJECT
 
@@ -25,6 +26,8 @@ __all__ = [
     "CliCommand",
     "ControllerComponents",
     "RunContext",
+    "check_model_target",
+    "staged_model_dir",
 ]
 
 

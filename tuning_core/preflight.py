@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from tuning_core.errors import ConfigError, UserError
+from tuning_core.errors import ConfigError
 
 log = logging.getLogger("tuning_core")
 
@@ -56,10 +56,7 @@ def check_data_files(config) -> None:
     for flag in ("training_data_path", "validation_data_path"):
         spec = getattr(config, flag, None) if config.has(flag) else None
         if spec:
-            try:
-                resolve_files(str(spec), f"--{flag}")
-            except UserError as e:
-                raise ConfigError(str(e)) from None
+            resolve_files(str(spec), f"--{flag}")  # a DataError, as the data pipeline would raise later
 
 
 def check_unused_settings(config) -> None:

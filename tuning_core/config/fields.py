@@ -10,7 +10,7 @@ import typing
 from dataclasses import MISSING, dataclass
 from typing import Any
 
-from tuning_core.errors import ConfigError
+from tuning_core.errors import ConfigError, shorten
 
 _SCALARS = (str, int, float, bool)
 
@@ -68,7 +68,7 @@ class FieldSpec:
     def _check_choice(self, v, where):
         if self.choices and v not in self.choices:
             raise ConfigError(
-                f"{where}: invalid value {v!r} for '{self.name}'; expected one of {', '.join(map(str, self.choices))}"
+                f"{where}: invalid value {shorten(v)} for '{self.name}'; expected one of {', '.join(map(str, self.choices))}"
             )
 
     def _scalar(self, v: Any, where: str) -> Any:
@@ -90,7 +90,7 @@ class FieldSpec:
             kind = {bool: "true/false", int: "an integer", float: "a number", dict: "a JSON object"}.get(
                 self.scalar, "a string"
             )
-            raise ConfigError(f"{where}: invalid value {v!r} for '{self.name}'; expected {kind}") from None
+            raise ConfigError(f"{where}: invalid value {shorten(v)} for '{self.name}'; expected {kind}") from None
 
 
 def to_bool(v: Any) -> bool:

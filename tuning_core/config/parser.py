@@ -61,9 +61,12 @@ def _help(spec: FieldSpec) -> str:
     return text
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors become ConfigError (exit 2, no traceback)
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors become ConfigError (exit 2, one line, no usage dump)
         raise ConfigError(f"{self.prog}: {message}")
+
+
+_Parser = OneLineParser
 
 
 def make_parser(prog: str, specs: list[FieldSpec], description: str = "", with_config_file=True,
@@ -94,12 +97,17 @@ def read_config_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
         try:
             data = yaml.safe_load(text)
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to read") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""
@@ -109,6 +117,8 @@ def read_config_file(path: str) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: line {e.lineno} is not valid JSON: {e.msg}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON/YAML object of settings, got {type(data).__name__}")
     return data

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tuning_core.config.rules import at_least
-
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 _ESCAPE_RE = re.compile(r"\\([ntr\\])")
 
@@ -55,8 +53,7 @@ class DataArguments:
                           "defaults to the tokenizer's own chat template."},
     )
     max_seq_length: int = field(
-        default=4096, metadata={"help": "Maximum sequence length in tokens; longer examples are truncated.",
-                                "rule": at_least(1)}
+        default=4096, metadata={"help": "Maximum sequence length in tokens; longer examples are truncated."}
     )
     do_dataprocessing_only: bool = field(
         default=False,

@@ -92,7 +92,7 @@ def process_split(path_spec: str, flag: str, settings: Settings, tokenizer, use_
     stats = {"format": fmt, "files": [str(f.path) for f in files], "num_records": len(records),
              "max_seq_length": settings.max_seq_length}
     if fmt == "pretokenized":
-        ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length)
+        ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length, len(tokenizer))
         index_of = None
         stats.update(num_truncated=truncated, num_skipped_no_template=0)
     else:

@@ -231,3 +231,22 @@ def test_quantize_overwrite_replaces_the_model_atomically(tiny_llama, tmp_path, 
     assert code == 0, err[-3000:]
     assert (out / "quantize_config.json").is_file() and not (out / "stale.bin").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]  # no staging or old folder left behind
+
+
+def test_lora_key_in_a_config_file_only_warns(tiny_llama, twitter_data, tmp_path, caplog):
+    """Shared fms-hf-tuning configs carry LoRA keys for every method: from a file, a warning, not an error."""
+    from tuning_core.config import load_train_config
+    from tuning_core.preflight import check_unused_settings
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"r": 16, "lora_alpha": 8, "peft_method": "none"}))
+    config = load_train_config(["--config", str(cfg), "--model_name_or_path", str(tiny_llama),
+                                "--training_data_path", str(twitter_data), "--output_dir", str(tmp_path / "o")])
+    with caplog.at_level("WARNING", logger="tuning_core"):
+        check_unused_settings(config)
+    assert "'r' is a --peft_method lora setting and does nothing with --peft_method none; ignored" in caplog.text
+    assert "lora_alpha" in caplog.text
+    config.given["num_virtual_tokens"] = "--num_virtual_tokens"  # a prompt-tuning flag with lora: an error
+    config.peft_method = "lora"
+    with pytest.raises(Exception, match="'num_virtual_tokens' is a --peft_method pt setting"):
+        check_unused_settings(config)

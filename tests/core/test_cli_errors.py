@@ -7,6 +7,7 @@ that fails before the model loads is checked to do so (no model load is attempte
 
 import contextlib
 import json
+import os
 import pickle
 import shutil
 import sys
@@ -217,7 +218,8 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tiny_llama, twitter_data, tmp_pa
                            f"with output_dir_lock({str(out)!r}): os._exit(9)"], timeout=120)
     assert dead.returncode == 9 and (out / ".tuning_core.lock").read_text().startswith("pid ")
     with output_dir_lock(str(out)) as held:
-        assert held == out / ".tuning_core.lock"
+        assert held == out / ".tuning_core.lock" and held.read_text().startswith(f"pid {os.getpid()} ")
+    assert not held.exists()  # a clean exit leaves no lock file
 
 
 def test_quantize_overwrite_replaces_the_model_atomically(tiny_llama, tmp_path, capfd, plugins_enabled):

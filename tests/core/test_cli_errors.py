@@ -90,7 +90,7 @@ def _held_lock(out):
 
 
 def _disk_full(out):
-    return write_faults(out, at=3, action="enospc")
+    return write_faults(out, at=12 + 3, action="enospc")  # the 3rd write of the 2nd save (a save is 12 writes)
 
 
 # id -> (build(tmp, model, data) -> (argv, context or None), expected text in the message)
@@ -100,8 +100,10 @@ CASES = {
     "config-nested-100k": (lambda t, m, d: (["train", "--config", _deep_json(t)], None), "nested too deeply"),
     "yaml-alias-bomb": (lambda t, m, d: (["train", "--config", _alias_bomb(t)], None), "learning_rate"),
     "pickle-only-weights": (lambda t, m, d: (_base(_pickle_model(t, m), d, t / "o"), None), "pickled"),
-    "disk-full-during-save": (lambda t, m, d: (_base(m, d, t / "o", "--save_strategy", "steps", "--save_steps", "1"),
-                                               _disk_full(t / "o")), "no intact checkpoint"),
+    "disk-full-during-save": (lambda t, m, d: (_base(m, d, t / "o", "--save_strategy", "steps", "--save_steps", "1",
+                                                     "--max_steps", "2"), _disk_full(t / "o")),
+                              "checkpoint-2 failed (No space left on device); it is incomplete and will not be "
+                              "resumed from; the last intact checkpoint is"),
     "batch-size-0": (lambda t, m, d: (_base(m, d, t / "o", "--per_device_train_batch_size", "0"), None), ">= 1"),
     "learning-rate-negative": (lambda t, m, d: (_base(m, d, t / "o", "--learning_rate", "-1"), None), ">= 0"),
     "learning-rate-nan": (lambda t, m, d: (_base(m, d, t / "o", "--learning_rate", "nan"), None), "got nan"),

@@ -102,8 +102,8 @@ CASES = {
     "pickle-only-weights": (lambda t, m, d: (_base(_pickle_model(t, m), d, t / "o"), None), "pickled"),
     "disk-full-during-save": (lambda t, m, d: (_base(m, d, t / "o", "--save_strategy", "steps", "--save_steps", "1",
                                                      "--max_steps", "2"), _disk_full(t / "o")),
-                              "checkpoint-2 failed (No space left on device); it is incomplete and will not be "
-                              "resumed from; the last intact checkpoint is"),
+                              ("checkpoint-2 failed (No space left on device); it is incomplete and will not be "
+                               "resumed from; the last intact checkpoint is")),
     "batch-size-0": (lambda t, m, d: (_base(m, d, t / "o", "--per_device_train_batch_size", "0"), None), ">= 1"),
     "learning-rate-negative": (lambda t, m, d: (_base(m, d, t / "o", "--learning_rate", "-1"), None), ">= 0"),
     "learning-rate-nan": (lambda t, m, d: (_base(m, d, t / "o", "--learning_rate", "nan"), None), "got nan"),
@@ -216,8 +216,8 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tiny_llama, twitter_data, tmp_pa
 
     out = tmp_path / "o"
     out.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os, sys; from tuning_core.run_lock import output_dir_lock\n"
-                           f"with output_dir_lock({str(out)!r}): os._exit(9)"], timeout=120)
+    code = f"import os\nfrom tuning_core.run_lock import output_dir_lock\nwith output_dir_lock({str(out)!r}): os._exit(9)"
+    dead = subprocess.run([sys.executable, "-c", code], timeout=120, check=False)
     assert dead.returncode == 9 and (out / ".tuning_core.lock").read_text().startswith("pid ")
     with output_dir_lock(str(out)) as held:
         assert held == out / ".tuning_core.lock" and held.read_text().startswith(f"pid {os.getpid()} ")

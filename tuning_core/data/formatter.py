@@ -106,9 +106,9 @@ def bounded_sandbox(base, **kwargs):
                 raise TemplateLimitError(f"the template computes a power above 64 ({right})")
             if operator == "*" and isinstance(right, int) and isinstance(left, (str, list, tuple)):
                 left, right = right, left
-            if operator == "*" and isinstance(left, int) and isinstance(right, (str, list, tuple)):
-                if left * len(right) > MAX_RENDERED_CHARS:
-                    raise TemplateLimitError(f"the template builds a value of {left * len(right):,} items, over "
+            if (operator == "*" and isinstance(left, int) and isinstance(right, (str, list, tuple))
+                    and left * len(right) > MAX_RENDERED_CHARS):
+                raise TemplateLimitError(f"the template builds a value of {left * len(right):,} items, over "
                                              f"the {MAX_RENDERED_CHARS:,} limit")
             return super().call_binop(context, operator, left, right)
 

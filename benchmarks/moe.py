@@ -10,7 +10,7 @@ The layer is transformers' MixtralSparseMoeBlock (router + experts). Rows:
     transformers_eager       transformers' per-expert loop
     fast_moe_torch           the block with --fast_moe's experts forward, torch path (the CPU path)
     fast_moe_triton          the same with the Triton grouped kernels (CUDA only)
-Fields as in benchmarks/kernels.py (same measurement code): time_ms (median fwd+bwd over round-robin rounds), peak_mb (above the
+Fields as in benchmarks/fused_kernels.py (same measurement code): time_ms (median fwd+bwd over round-robin rounds), peak_mb (above the
 inputs; on CPU from torch.profiler's allocation events), saved_mb (held between forward and backward),
 max_err (vs the first row: output, input and parameter gradients); for the other rows time_ratio
 (impl / transformers_grouped_mm, lower is faster), speedup (its inverse), memory_reduction and
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-# benchmarks/kernels.py would shadow the `kernels` package transformers probes for: keep this folder off
+# benchmarks/fused_kernels.py would shadow the `kernels` package transformers probes for: keep this folder off
 # sys.path and load the shared measurement code (the kernel benchmarks') under another name.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 

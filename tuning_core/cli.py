@@ -11,8 +11,8 @@ import sys
 
 from tuning_core import __version__
 from tuning_core.console import quiet_libraries
+from tuning_core.errors import UserError, from_exception
 from tuning_core.optional_backends import own_process
-from tuning_core.errors import UserError
 from tuning_core.plugin_hints import COMMAND_OWNERS, install_hint
 
 CORE_COMMANDS = {
@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tuning-core: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # known failure kinds become one line; anything else is a bug and keeps its traceback
+        known = from_exception(e)
+        if known is None:
+            raise
+        print(f"tuning-core: error: {known}", file=sys.stderr)
+        return known.exit_code
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -132,7 +138,9 @@ def _dispatch(argv: list[str]) -> int:
     commands = plugin_commands()
     if name in commands:
         cmd = commands[name]
-        parser = argparse.ArgumentParser(prog=f"tuning-core {name}", description=cmd.help)
+        from tuning_core.config.parser import OneLineParser
+
+        parser = OneLineParser(prog=f"tuning-core {name}", description=cmd.help)
         cmd.add_arguments(parser)
         return int(cmd.run(parser.parse_args(rest)) or 0)
     if name in COMMAND_OWNERS:

@@ -13,10 +13,17 @@ def run_demo(argv: list[str]) -> int:
     parser.add_argument("--output_dir", default=None, help="Where to write (default: a new temporary directory).")
     parser.add_argument("--epochs", type=float, default=3, help="Epochs over the 240 bundled examples.")
     args = parser.parse_args(argv)
+
+    if args.output_dir:
+        return _demo(Path(args.output_dir), args.epochs, keep=True)
+    with tempfile.TemporaryDirectory(prefix="tuning-core-demo-") as tmp:  # removed however the demo ends
+        return _demo(Path(tmp), args.epochs, keep=False)
+
+
+def _demo(out: Path, epochs: float, keep: bool) -> int:
     from tuning_core.testing.tiny import build_model, bundled_dataset_path
     from tuning_core.pipeline import run_training
 
-    out = Path(args.output_dir or tempfile.mkdtemp(prefix="tuning-core-demo-"))
     model_dir = out / "tiny-llama"
     if not (model_dir / "config.json").exists():
         print(f"building a tiny Llama (random weights) in {model_dir}", flush=True)
@@ -29,11 +36,12 @@ def run_demo(argv: list[str]) -> int:
         "--output_dir", str(out / "run"),
         "--save_model_dir", str(out / "run" / "final"),
         "--peft_method", "lora", "--r", "8", "--lora_alpha", "16", "--target_modules", "all-linear",
-        "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "8",
+        "--num_train_epochs", str(epochs), "--per_device_train_batch_size", "8",
         "--learning_rate", "3e-3", "--logging_steps", "10", "--save_strategy", "no",
         "--resume_from_checkpoint", "False",
     ])
     losses = [json.loads(line)["data"]["value"] for line in open(out / "run" / "training_logs.jsonl")]
     print(f"\ntraining loss: first {losses[0]:.3f} -> last {losses[-1]:.3f}")
-    print(f"adapter saved in {out / 'run' / 'final'}")
+    print(f"adapter saved in {out / 'run' / 'final'}" if keep else
+          "the temporary folder is removed; pass --output_dir to keep the model")
     return 0 if losses[-1] < losses[0] else 1

@@ -234,7 +234,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="Tuned checkpoint: an adapter directory (LoRA or prompt "
                                                        "tuning) or a full / merged model directory.")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--text", help="One text to continue.")
+    group.add_argument("--text", help="One text to continue; \\n, \\t and \\\\ are read as a newline, a tab and "
+                                      "a backslash, as in the template flags.")
     group.add_argument("--text_file", help="A file with one text per line.")
     parser.add_argument("--max_new_tokens", type=_positive_int, default=20, help="Tokens to generate per text.")
     parser.add_argument("--out_file", default="inference_result.json",
@@ -260,7 +261,10 @@ def _positive_int(value: str) -> int:
 
 
 def run(args) -> int:
-    texts = read_texts(args.text, args.text_file)
+    from tuning_core.data.arguments import unescape
+
+    # As the template flags: a \n typed in the shell is a newline (write \\n for a literal backslash-n).
+    texts = read_texts(unescape(args.text), args.text_file)
     loaded = load_for_inference(args.model, args.base_model_name_or_path, args.torch_dtype)
     check_invocation(loaded, texts)
     print(f"loaded {loaded.description}")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
+from tuning_core.checkpoints import check_model_target, staged_model_dir
 from tuning_core.errors import UserError, first_line
 from tuning_core.infer import PROMPT_LEARNING_TYPES, load_for_inference, resolve_checkpoint
 
 
 def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | None = None,
-                  plugin_manager=None) -> Path:
+                  plugin_manager=None, overwrite: bool = False) -> Path:
     """Merge and save; the result appears in ``output_dir`` only once completely written."""
     ckpt = resolve_checkpoint(model, base_model_name_or_path)
     if not ckpt.is_adapter:
@@ -26,8 +25,7 @@ def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | No
     for other in (ckpt.path, Path(ckpt.base)):
         if out.exists() and out.resolve() == other.resolve():
             raise UserError(f"--output_dir {output_dir} is the adapter or base model directory; choose a new one")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--output_dir {output_dir} already exists and is not empty; choose a new directory")
+    check_model_target(out, overwrite)
 
     # Merge in float32 for accuracy, then store in the base model's own dtype.
     loaded = load_for_inference(model, base_model_name_or_path, torch_dtype="float32",
@@ -44,18 +42,9 @@ def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | No
     if base_dtype is not None:
         merged = merged.to(base_dtype)
 
-    staging = out.with_name(f".{out.name}.merge-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
+    with staged_model_dir(out) as staging:
         merged.save_pretrained(str(staging))
         loaded.tokenizer.save_pretrained(str(staging))
-        if out.exists():
-            out.rmdir()  # verified empty above
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -79,9 +68,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--base_model_name_or_path", default=None,
                         help="Base model to merge into, instead of the one recorded in adapter_config.json "
                              "(the file is not modified).")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace a non-empty --output_dir (atomically: the old model stays until the new one "
+                             "is complete).")
 
 
 def run(args) -> int:
-    out = merge_adapter(args.model, args.output_dir, args.base_model_name_or_path)
+    out = merge_adapter(args.model, args.output_dir, args.base_model_name_or_path,
+                        overwrite=args.overwrite)
     print(f"merged {args.model} into a standalone model at {out}")
     return 0

@@ -15,6 +15,8 @@ from tuning_core.config import load_train_config
 from tuning_core.errors import UserError
 from tuning_core.plugin_api import RunContext
 from tuning_core.plugins import call_all, call_first, get_plugin_manager
+from tuning_core.preflight import preflight
+from tuning_core.run_lock import output_dir_lock
 
 log = logging.getLogger("tuning_core")
 
@@ -36,18 +38,40 @@ def run_training(argv: list[str]) -> TrainResult:
     config = load_train_config([str(a) for a in argv], pm)
     check_launch(config.training_args)  # N processes asked for, fewer training together: stop now
     pm.hook.tuning_core_validate_config(config=config)
-    if config.has("do_dataprocessing_only") and config.do_dataprocessing_only:
-        return _process_data_only(config)
-
+    preflight(config)  # writable folders, data files, settings that do nothing: before anything heavy
     targs = config.training_args
-    run = RunContext(output_dir=targs.output_dir, is_main_process=targs.process_index == 0)
-    banner = Banner()
+    with output_dir_lock(targs.output_dir, enabled=targs.process_index == 0):
+        if config.has("do_dataprocessing_only") and config.do_dataprocessing_only:
+            return _process_data_only(config)
+        run = RunContext(output_dir=targs.output_dir, is_main_process=targs.process_index == 0)
+        banner = Banner()
+        prepared = prepare_model(config, pm, run, banner)
+        trainer = build_trainer(config, pm, run, banner, prepared)
+        resume = describe_run(trainer, banner, launch_note)
+        if run.is_main_process:
+            banner.print()
+        result = TrainResult(config=config, trainer=trainer, resumed_from=resume, banner=banner.lines)
+        result.train_output = trainer.train(resume_from_checkpoint=resume)
+        if config.save_model_dir:
+            save_final_model(trainer, config.save_model_dir)
+        return result
 
+
+@dataclass
+class PreparedModel:
+    model: Any
+    tokenizer: Any
+    data: Any
+    loss_replaced: bool = False
+
+
+def prepare_model(config, pm, run: RunContext, banner: Banner) -> PreparedModel:
+    """Load the model and data, then let plugins augment (PEFT) and patch (kernels) the model."""
     from transformers import set_seed
 
     # Before anything random (new embedding rows, LoRA / prompt-tuning init): --seed then fixes them, and every
     # rank of a multi-process run starts from the same weights. The Trainer seeds again itself, too late for these.
-    set_seed(targs.seed)
+    set_seed(config.training_args.seed)
     t0 = time.perf_counter()
     loader, loaded = call_first(pm, "tuning_core_load_model", config=config, purpose="train")
     run.timings["model_load_seconds"] = time.perf_counter() - t0
@@ -76,7 +100,12 @@ def run_training(argv: list[str]) -> TrainResult:
         loss_replaced |= report.replaces_loss
         for line in report.lines() or ["(nothing replaced)"]:
             banner.add(name, line)
+    return PreparedModel(model, tokenizer, data, loss_replaced)
 
+
+def build_trainer(config, pm, run: RunContext, banner: Banner, prepared: PreparedModel):
+    """The collator, sampler and callbacks plugins provide, around our TuningTrainer."""
+    model, tokenizer, data, targs = prepared.model, prepared.tokenizer, prepared.data, config.training_args
     collator_by, collator = call_first(pm, "tuning_core_data_collator", config=config, tokenizer=tokenizer,
                                        model=model)
     banner.add(collator_by, f"collator {type(collator).__name__}")
@@ -97,26 +126,26 @@ def run_training(argv: list[str]) -> TrainResult:
     trainer = TuningTrainer(
         model=model, args=targs, train_dataset=data.train, eval_dataset=data.eval,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks, sampler_spec=spec,
-        loss_replaced_by_plugin=loss_replaced, reduce_loss_sum=config.enable_reduce_loss_sum,
+        loss_replaced_by_plugin=prepared.loss_replaced, reduce_loss_sum=config.enable_reduce_loss_sum,
     )
     banner.add("core", "loss: LM head on trained positions only" if trainer.trained_positions_only
                else "loss: the model's own forward")
     if config.enable_reduce_loss_sum:
         banner.add("core", "loss: summed over tokens (--enable_reduce_loss_sum), divided by gradient accumulation")
+    return trainer
+
+
+def describe_run(trainer, banner: Banner, launch_note: str | None) -> str | None:
+    """The launch and resume lines of the banner; returns the checkpoint to resume from, if any."""
     from tuning_core.distributed import describe_launch
 
     for line in ([launch_note] if launch_note else []) + describe_launch(trainer):
         banner.add("core", line)
+    targs = trainer.args
     resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir)
     if resume:
         banner.add("core", f"resuming from {resume}")
-    if run.is_main_process:
-        banner.print()
-    result = TrainResult(config=config, trainer=trainer, resumed_from=resume, banner=banner.lines)
-    result.train_output = trainer.train(resume_from_checkpoint=resume)
-    if config.save_model_dir:
-        save_final_model(trainer, config.save_model_dir)
-    return result
+    return resume
 
 
 def _data_line(data) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import pluggy
 
+from tuning_core.checkpoints import check_model_target, staged_model_dir
 from tuning_core.data.handlers import DataHandler, HandlerContext
 from tuning_core.errors import ConfigError, DataError, UserError, first_line
 from tuning_core.hookspecs import PROJECT
@@ -41,6 +42,8 @@ __all__ = [
     "HandlerContext",
     "load_for_inference",
     "generate_greedy",
+    "check_model_target",
+    "staged_model_dir",
 ]
 
 

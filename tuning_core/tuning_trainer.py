@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from trl import SFTTrainer
 
-from tuning_core.checkpoints import mark_complete
+from tuning_core.checkpoints import begin_save, latest_complete_checkpoint, mark_complete, rotate
+from tuning_core.errors import UserError
 from tuning_core.loss import restrict_to_trained_positions, supports_trained_positions
 
 
@@ -20,7 +23,8 @@ class TuningTrainer(SFTTrainer):
       benchmarks/core_overhead.py.
     * Sampling: a plugin's SamplerSpec replaces the default sampler.
     * Checkpoints get a completion marker, written last, so an interrupted save
-      is never resumed from.
+      is never resumed from; a save into an existing checkpoint drops the old marker
+      first, and rotation (save_total_limit) runs only after the new marker.
     """
 
     def __init__(self, *args, sampler_spec=None, loss_replaced_by_plugin=False, reduce_loss_sum=False, **kwargs):
@@ -77,16 +81,46 @@ class TuningTrainer(SFTTrainer):
         return loader if spec.per_rank else self.accelerator.prepare(loader)
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        import os
-
+        """transformers' save, between our marker steps: old marker gone first, rotation after the new one."""
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+        run_dir = self._get_output_dir(trial=trial)
+        target = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            begin_save(target)
+        self.accelerator.wait_for_everyone()  # no rank writes into target while its old marker may be there
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None  # transformers would rotate before our marker is written
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as e:
+            if not _is_write_failure(e):
+                raise
+            raise SaveError(target, run_dir, e) from e
+        finally:
+            self.args.save_total_limit = limit
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            run_dir = self._get_output_dir(trial=trial)
-            mark_complete(os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"),
-                          self.state.global_step)
+            mark_complete(target, self.state.global_step)
+            rotate(run_dir, limit, keep=self.state.best_model_checkpoint)
+
+
+def _is_write_failure(e: BaseException) -> bool:
+    """Disk full, read-only, or safetensors' own write error."""
+    return isinstance(e, OSError) or type(e).__name__ == "SafetensorError"
+
+
+class SaveError(UserError):
+    """A checkpoint save failed: say which checkpoint is incomplete and which one a rerun resumes from."""
+
+    exit_code = 2
+
+    def __init__(self, target, run_dir, cause):
+        intact = latest_complete_checkpoint(run_dir)
+        reason = getattr(cause, "strerror", None) or (str(cause).splitlines() or [type(cause).__name__])[0]
+        super().__init__(
+            f"saving {target} failed ({reason}); it is incomplete and will not be resumed from; "
+            + (f"the last intact checkpoint is {intact}" if intact else "no intact checkpoint is left"))
 
 
 class EpochAwareLoader(DataLoader):

@@ -65,7 +65,12 @@ def tuning_core_cli_commands():
 
 
 def add_data_arguments(parser) -> None:
-    sub = parser.add_subparsers(dest="data_command", metavar="{preview}")
+    sub = parser.add_subparsers(dest="data_command", metavar="{preview,cache}")
+    cache = sub.add_parser("cache", help="Show or clear the processed-data cache.",
+                           description="The processed-data cache ($TUNING_CORE_CACHE or ~/.cache/tuning_core; "
+                                       "at most $TUNING_CORE_CACHE_MAX_GB, default 5, least recently used "
+                                       "entries evicted first).")
+    cache.add_argument("--clear", action="store_true", help="Delete every cached dataset.")
     sub.required = True
     preview = sub.add_parser("preview", help="Print the first processed examples with trained text marked.",
                              description="Process the data exactly as training would and print the first "
@@ -81,6 +86,20 @@ def add_data_arguments(parser) -> None:
     add_arguments(preview, _preview_classes())
 
 
+def _cache_command(args) -> int:
+    from tuning_core.data import cache
+
+    if args.clear:
+        n, freed = cache.clear()
+        print(f"removed {n} cached datasets ({freed / 1e6:.1f} MB) from {cache.cache_root()}")
+        return 0
+    found = cache.entries()
+    total = sum(cache.size(p) for p in found)
+    print(f"{cache.cache_root()}: {len(found)} cached datasets, {total / 1e6:.1f} MB "
+          f"(limit {cache.max_bytes() / 1e9:g} GB)")
+    return 0
+
+
 def _preview_classes():
     from tuning_core.config.arguments import ModelArguments
 
@@ -88,6 +107,8 @@ def _preview_classes():
 
 
 def run_data_command(args) -> int:
+    if args.data_command == "cache":
+        return _cache_command(args)
     from tuning_core.builtin.model_loader import load_tokenizer
     from tuning_core.config import config_from_args
     from tuning_core.data import prepare_datasets

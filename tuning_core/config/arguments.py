@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tuning_core.config.rules import at_least, fraction, positive
+
 
 @dataclass
 class ModelArguments:
@@ -67,9 +69,11 @@ class PeftArguments:
 class LoraArguments:
     r: int = field(default=8, metadata={
         "help": "LoRA rank. --lora_r is the same flag, for torchrun, whose parser takes --r as an abbreviation.",
-        "aliases": ["lora_r"]})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+        "aliases": ["lora_r"], "rule": at_least(1)})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / r).",
+                                                  "rule": positive()})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input.",
+                                                        "rule": fraction(high_open=True)})
     target_modules: list[str] | None = field(
         default=None, metadata={
             "help": "Module names to adapt (exact or suffix match). 'all-linear' = every linear layer except the "
@@ -83,7 +87,8 @@ class PromptTuningArguments:
     prompt_tuning_init: str = field(
         default="TEXT", metadata={"help": "How virtual tokens start: TEXT (from prompt_tuning_init_text) or RANDOM.",
                                   "choices": ["TEXT", "RANDOM"]})
-    num_virtual_tokens: int = field(default=8, metadata={"help": "Number of virtual tokens to learn."})
+    num_virtual_tokens: int = field(default=8, metadata={"help": "Number of virtual tokens to learn.",
+                                                         "rule": at_least(1)})
     prompt_tuning_init_text: str = field(
         default="Classify if the tweet is a complaint or not:",
         metadata={"help": "Text whose embeddings initialise the virtual tokens (with TEXT)."})

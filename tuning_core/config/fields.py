@@ -11,7 +11,7 @@ from collections.abc import Collection
 from dataclasses import MISSING, dataclass
 from typing import Any
 
-from tuning_core.errors import ConfigError
+from tuning_core.errors import ConfigError, shorten
 
 _SCALARS = (str, int, float, bool)
 
@@ -32,7 +32,7 @@ class FieldSpec:
     const: Any = None
     aliases: tuple[str, ...] = ()
     parse: Any = None  # optional (value, where) -> value, for values no single type describes
-
+    rule: Any = None  # a config.rules.Rule: the range a number must fall in
 
     @property
     def required(self) -> bool:
@@ -55,19 +55,24 @@ class FieldSpec:
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{where}: expected a list for '{self.name}', got {type(value).__name__}")
             out = [self._scalar(v, where) for v in value]
-            if self.choices:
-                for v in out:
-                    self._check_choice(v, where)
+            for v in out:
+                self._check_choice(v, where)
+                self._check_rule(v, where)
             return out
         out = self._scalar(value, where)
-        if self.choices:
-            self._check_choice(out, where)
+        self._check_choice(out, where)
+        self._check_rule(out, where)
         return out
+
+    def _check_rule(self, v, where):
+        problem = self.rule.problem(v) if self.rule is not None else None
+        if problem:
+            raise ConfigError(f"{where}: invalid value for '{self.name}': {problem}")
 
     def _check_choice(self, v, where):
         if self.choices is not None and v not in self.choices:
             raise ConfigError(
-                f"{where}: invalid value {v!r} for '{self.name}'; expected one of {', '.join(map(str, self.choices))}"
+                f"{where}: invalid value {shorten(v)} for '{self.name}'; expected one of {', '.join(map(str, self.choices))}"
             )
 
     def _scalar(self, v: Any, where: str) -> Any:
@@ -89,7 +94,7 @@ class FieldSpec:
             kind = {bool: "true/false", int: "an integer", float: "a number", dict: "a JSON object"}.get(
                 self.scalar, "a string"
             )
-            raise ConfigError(f"{where}: invalid value {v!r} for '{self.name}'; expected {kind}") from None
+            raise ConfigError(f"{where}: invalid value {shorten(v)} for '{self.name}'; expected {kind}") from None
 
 
 def to_bool(v: Any) -> bool:
@@ -139,7 +144,8 @@ def specs_for(cls: type, owned_elsewhere: Collection[str] = frozenset(), lenient
         out.append(FieldSpec(
             name=f.name, owner=cls, scalar=scalar, is_list=is_list, optional=optional, default=default,
             help=(help_text or "").strip(), choices=tuple(meta["choices"]) if "choices" in meta else choices,
-            nargs=meta.get("nargs"), const=meta.get("const"), aliases=tuple(meta.get("aliases", ())), parse=meta.get("parse"),
+            nargs=meta.get("nargs"), const=meta.get("const"), aliases=tuple(meta.get("aliases", ())),
+            parse=meta.get("parse"), rule=meta.get("rule"),
         ))
     return out
 

@@ -61,9 +61,12 @@ def _help(spec: FieldSpec) -> str:
     return text
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors become ConfigError (exit 2, no traceback)
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors become ConfigError (exit 2, one line, no usage dump)
         raise ConfigError(f"{self.prog}: {message}")
+
+
+_Parser = OneLineParser
 
 
 def make_parser(prog: str, specs: list[FieldSpec], description: str = "", with_config_file=True,
@@ -94,12 +97,17 @@ def read_config_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
         try:
             data = yaml.safe_load(text)
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to read") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""
@@ -109,17 +117,22 @@ def read_config_file(path: str) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: line {e.lineno} is not valid JSON: {e.msg}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON/YAML object of settings, got {type(data).__name__}")
     return data
 
 
 def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description: str = "",
-                 group_titles=None, known_only: bool = False) -> dict[str, Any]:
+                 group_titles=None, known_only: bool = False,
+                 given: dict[str, str] | None = None) -> dict[str, Any]:
     """Parse flags and config files into {field name: typed value} for every spec (defaults included).
 
     ``known_only`` reads what ``specs`` cover and passes over everything else (a first look before all specs exist).
+    ``given``, if passed, is filled with {field name: where it was set} for every value not left at its default.
     """
+    given = {} if given is None else given
     by_key = check_unique(specs)
     parser = make_parser(prog, specs, description, group_titles=group_titles)
     if known_only:
@@ -155,6 +168,7 @@ def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description
                     continue
                 raise unknown_key_error(key, by_key, where)
             values[spec.name] = spec.convert(raw, f"{where}: key '{key}'")
+            given[spec.name] = where
     for key, raw in vars(ns).items():
         if key == "__config__":
             continue
@@ -162,4 +176,5 @@ def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description
         if spec.is_list and raw == [] and spec.const is not None:
             raw = spec.const
         values[spec.name] = spec.convert(raw, f"--{key}")
+        given[spec.name] = f"--{key}"
     return values

@@ -12,6 +12,7 @@ from typing import Any
 
 from tuning_core.config.fields import FieldSpec, specs_for
 from tuning_core.config.spec_cache import cached_specs
+from tuning_core.config.rules import TRAINING_RULES
 from tuning_core.errors import ConfigError
 
 # Where fms-hf-tuning (or this machine) needs another default than transformers.
@@ -47,6 +48,7 @@ def training_specs(owned_elsewhere: set[str]) -> list[FieldSpec]:
         if spec.name in ("bf16", "fp16"):
             spec.optional = True
         spec.aliases = ALIASES.get(spec.name, ())
+        spec.rule = TRAINING_RULES.get(spec.name)
     return specs
 
 

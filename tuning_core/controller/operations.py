@@ -52,12 +52,28 @@ class HFControls(Operation):
         setattr(event.control, action, True)
 
 
+MAX_FORMAT_WIDTH = 1000  # width/precision in a log format spec: ``{x:>200000000}`` would write 200 MB a line
+MAX_MESSAGE_CHARS = 10_000
+
+
 class _SafeFormatter(string.Formatter):
-    """str.format without access to private or dunder attributes (``{args.__class__}``)."""
+    """str.format without access to private or dunder attributes (``{args.__class__}``) or huge widths."""
 
     def get_field(self, field_name, args, kwargs):
         check_format_field(field_name)
         return super().get_field(field_name, args, kwargs)
+
+    def format_field(self, value, format_spec):
+        check_format_spec(format_spec)  # again here: a nested spec ({x:{w}}) is only known now
+        return super().format_field(value, format_spec)
+
+
+def check_format_spec(spec: str) -> None:
+    import re
+
+    widths = [int(n) for n in re.findall(r"\d+", spec or "")]
+    if widths and max(widths) > MAX_FORMAT_WIDTH:
+        raise ValueError(f"format spec '{spec[:40]}' asks for a width or precision over {MAX_FORMAT_WIDTH}")
 
 
 def check_format_field(field_name: str) -> None:
@@ -84,6 +100,7 @@ class LogControl(Operation):
         for _, field_name, spec, _ in string.Formatter().parse(log_format):
             if field_name is not None:
                 check_format_field(field_name)
+            check_format_spec(spec)
             if spec and "{" in spec:
                 for _, inner, _, _ in string.Formatter().parse(spec):
                     if inner is not None:
@@ -100,6 +117,8 @@ class LogControl(Operation):
             logger.warning("log operation '%s' could not format its message: %s: %s", self.name,
                            type(e).__name__, e)
             return
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + f"... ({len(message):,} characters)"
         logger.log(self.log_level, message)
 
 

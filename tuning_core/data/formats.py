@@ -186,8 +186,10 @@ def input_output_texts(records: Records, input_name: str = "input", output_name:
     return Texts(texts, spans)
 
 
-def pretokenized(records: Records, max_length: int) -> tuple[list[list[int]], list[list[int]], int]:
-    """input_ids (and labels, else train on every token), truncated; checked to be lists of ints."""
+def pretokenized(records: Records, max_length: int,
+                 vocab_size: int | None = None) -> tuple[list[list[int]], list[list[int]], int]:
+    """input_ids (and labels, else train on every token), truncated; checked to be lists of ints inside the
+    vocabulary (an id outside it would be an IndexError in the middle of training)."""
     ids_col = records.column("input_ids")
     has_labels = "labels" in records.names
     labels_col = records.column("labels") if has_labels else None
@@ -206,9 +208,21 @@ def pretokenized(records: Records, max_length: int) -> tuple[list[list[int]], li
                                 f"{len(ids)}")
         else:
             labels = list(ids)
+        if vocab_size is not None:
+            _check_in_vocab(records.where(i), "input_ids", ids, vocab_size)
+            _check_in_vocab(records.where(i), "labels", [t for t in labels if t != -100], vocab_size)
         if len(ids) > max_length:
             ids, labels = ids[:max_length], labels[:max_length]
             truncated += 1
         all_ids.append(ids)
         all_labels.append(labels)
     return all_ids, all_labels, truncated
+
+
+def _check_in_vocab(where: str, field: str, ids: list[int], vocab_size: int) -> None:
+    bad = next((t for t in ids if t < 0 or t >= vocab_size), None)
+    if bad is not None:
+        extra = " or -100 (not trained)" if field == "labels" else ""
+        # ConfigError (exit 2): the data was tokenized for another tokenizer than --model_name_or_path's.
+        raise ConfigError(f"{where}: '{field}' holds {bad}, outside the tokenizer's vocabulary; expected ids from 0 "
+                        f"to {vocab_size - 1}{extra}")

@@ -154,7 +154,7 @@ def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, hand
     elif used:
         fmt = used[-1] if getattr(records, "trusted_tokens", False) else "pretokenized"
     stats["format"] = fmt
-    ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length)
+    ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length, len(tokenizer))
     notes = context.notes
     stats.update(num_truncated=truncated + notes.get("num_truncated", 0),
                  num_skipped_no_template=notes.get("num_skipped_no_template", 0))

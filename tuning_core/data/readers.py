@@ -60,10 +60,32 @@ def resolve_files(spec: str, flag: str = "--training_data_path", builder: str | 
     return files
 
 
+# Longest JSON Lines line read (bytes). Checked while streaming, before the file is loaded whole: one
+# giant line would otherwise cost minutes and gigabytes before any error. No sane example comes near it.
+MAX_JSONL_LINE_BYTES = 16 * 2**20
+
+
+def check_line_lengths(path: Path, limit: int = MAX_JSONL_LINE_BYTES, chunk: int = 2**20) -> None:
+    """Refuse a line longer than ``limit`` bytes, reading ``chunk`` bytes at a time."""
+    line, current = 1, 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            parts = block.split(b"\n")
+            for i, part in enumerate(parts):
+                current += len(part)
+                if current > limit:
+                    raise DataError(f"{path}: line {line} is longer than {limit // 2**20} MiB, the most tuning-core "
+                                    f"reads in one JSON Lines record; shorten or split it")
+                if i < len(parts) - 1:
+                    line, current = line + 1, 0
+
+
 def read_bytes(paths: list[Path], builder: str | None = None) -> list[DataFile]:
     out = []
     for p in paths:
         try:
+            if p.suffix.lower() == ".jsonl":
+                check_line_lengths(p)
             content = p.read_bytes()
         except OSError as e:
             raise DataError(f"cannot read {p}: {e.strerror or e}") from None

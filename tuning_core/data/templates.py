@@ -9,7 +9,6 @@ sandbox, also compiled once.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from tuning_core.data.readers import MISSING, Records
 from tuning_core.errors import ConfigError, DataError
@@ -81,18 +80,75 @@ def _render_jinja(template: str, columns: dict[str, list], records: Records, spe
         return m.group(0) if _IDENTIFIER_RE.match(name) else "{{ _record[%r] }}" % name
 
     source = FIELD_RE.sub(as_lookup, template)
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    env = bounded_sandbox(ImmutableSandboxedEnvironment, undefined=StrictUndefined, keep_trailing_newline=True)
     try:
         compiled = env.from_string(source)
     except TemplateError as e:
         raise ConfigError(f"--data_formatter_template is not a valid template: {e}") from None
-    render: Callable = compiled.render
     out = []
     names = list(columns)
     for i, values in enumerate(zip(*(columns[n] for n in names))):
         record = {k: v for k, v in zip(names, values) if v is not MISSING}
         try:
-            out.append(render({**specials, **record}, _record=record, element=record))
-        except TemplateError as e:
+            out.append(render_bounded(env, compiled, {**specials, **record, "_record": record, "element": record}))
+        except (TemplateError, TemplateLimitError) as e:
             raise DataError(f"{records.where(i)}: --data_formatter_template failed: {e}") from None
     return out
+
+
+# What one example's template may do; a template beyond these is refused, not run to exhaustion.
+MAX_RENDERED_CHARS = 4_000_000
+MAX_LOOP_ITERATIONS = 100_000
+
+
+class TemplateLimitError(Exception):
+    pass
+
+
+def bounded_sandbox(base, **kwargs):
+    """A sandbox whose range() counts iterations against a per-render budget and whose * and ** refuse
+    results larger than the rendered-size cap (``'a' * 50000000`` is refused before it is built)."""
+
+    class Bounded(base):
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(right, int) and abs(right) > 64:
+                raise TemplateLimitError(f"the template computes a power above 64 ({right})")
+            if operator == "*" and isinstance(right, int) and isinstance(left, (str, list, tuple)):
+                left, right = right, left
+            if (operator == "*" and isinstance(left, int) and isinstance(right, (str, list, tuple))
+                    and left * len(right) > MAX_RENDERED_CHARS):
+                raise TemplateLimitError(f"the template builds a value of {left * len(right):,} items, over "
+                                             f"the {MAX_RENDERED_CHARS:,} limit")
+            return super().call_binop(context, operator, left, right)
+
+    env = Bounded(**kwargs)
+    env.globals["range"] = _counting_range
+    return env
+
+
+_budget = {"left": MAX_LOOP_ITERATIONS}
+
+
+def _counting_range(*args):
+    def gen():
+        for value in range(*args):
+            _budget["left"] -= 1
+            if _budget["left"] < 0:
+                raise TemplateLimitError(f"the template loops more than {MAX_LOOP_ITERATIONS:,} times")
+            yield value
+
+    return gen()
+
+
+def render_bounded(env, compiled, context: dict) -> str:
+    """Render, stopping at MAX_RENDERED_CHARS of output or MAX_LOOP_ITERATIONS of range()."""
+    _budget["left"] = MAX_LOOP_ITERATIONS
+    parts, size = [], 0
+    for chunk in compiled.generate(context):
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateLimitError(f"the rendered text is longer than {MAX_RENDERED_CHARS:,} characters")
+        parts.append(chunk)
+    return "".join(parts)

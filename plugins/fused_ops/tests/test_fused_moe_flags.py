@@ -12,7 +12,7 @@ import pytest
 
 from tuning_core.plugin_api import ConfigError
 from tuning_core_fused_ops import plugin
-from tuning_core_fused_ops.args import FusedOpsArguments
+from tuning_core_fused_ops.arguments import FusedOpsArguments
 from tuning_core_fused_ops.arguments import FastMoeArguments
 from tuning_core_fused_ops.moe_selection import MoeSelection, moe_selection_from_config, validate
 

@@ -162,7 +162,7 @@ def test_lora_on_experts_through_target_parameters(moe_models, tmp_path, backend
 
 def test_patch_hook_combines_fast_kernels_and_fast_moe(moe_models):
     from tuning_core_fused_ops import plugin
-    from tuning_core_fused_ops.args import FusedOpsArguments
+    from tuning_core_fused_ops.arguments import FusedOpsArguments
     from tuning_core_fused_ops.arguments import FastMoeArguments
 
     class Config:

@@ -23,7 +23,7 @@ def plugins(monkeypatch):
 def _train(model_dir, data, out_dir, extra):
     from transformers import set_seed
 
-    from tuning_core.train import run_training
+    from tuning_core.pipeline import run_training
 
     set_seed(0)
     result = run_training([

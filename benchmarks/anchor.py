@@ -17,8 +17,16 @@ def anchor_model(out_dir: Path, hidden=512, layers=8, vocab=8000, seed=0) -> Pat
     from tuning_core.testing.tiny import build_model
 
     if not (out_dir / "config.json").exists():
-        build_model(out_dir, arch="llama", hidden=hidden, layers=layers, heads=8, intermediate=hidden * 8 // 3,
-                    seed=seed, vocab_size_override=vocab)
+        build_model(
+            out_dir,
+            arch="llama",
+            hidden=hidden,
+            layers=layers,
+            heads=8,
+            intermediate=hidden * 8 // 3,
+            seed=seed,
+            vocab_size_override=vocab,
+        )
     return out_dir
 
 
@@ -38,7 +46,7 @@ def padding_fraction(path: Path, batch=8) -> float:
     lengths = [len(json.loads(line)["input_ids"]) for line in open(path)]
     real = padded = 0
     for i in range(0, len(lengths) - batch + 1, batch):
-        chunk = lengths[i:i + batch]
+        chunk = lengths[i : i + batch]
         real += sum(chunk)
         padded += max(chunk) * len(chunk)
     return 1 - real / padded

@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TUNING_CORE_PLUGINS", "")
 
-from anchor import anchor_model, argv_flag, emit, padded_data, padding_fraction  # noqa: E402
+from anchor import anchor_model, argv_flag, emit, padded_data, padding_fraction
 
 WARMUP = 2
 
@@ -69,24 +69,40 @@ def run_bare_trl(model_dir: Path, data: Path, out: Path, steps: int, checkpointi
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32", attn_implementation="sdpa")
     ds = datasets.load_dataset("json", data_files=str(data), split="train")
     meter = StepMeter()
-    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-4,
-                     logging_steps=1000, save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
-                     gradient_checkpointing=checkpointing, dataset_kwargs={"skip_prepare_dataset": True},
-                     max_length=None, bf16=False, fp16=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         data_collator=meter.wrap(DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)),
-                         peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                                task_type="CAUSAL_LM"),
-                         callbacks=[meter.callback()])
+    args = SFTConfig(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=1e-4,
+        logging_steps=1000,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+        gradient_checkpointing=checkpointing,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=None,
+        bf16=False,
+        fp16=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        data_collator=meter.wrap(DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)),
+        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+        callbacks=[meter.callback()],
+    )
     trainer.train()
     return meter.tokens_per_second()
 
 
 def run_tuning_core(model_dir: Path, data: Path, out: Path, steps: int) -> float:
     from tuning_core.builtin.collator import PaddedCollator
+    from tuning_core.pipeline import run_training
     from tuning_core.plugin_api import hookimpl
     from tuning_core.plugins import get_plugin_manager
-    from tuning_core.pipeline import run_training
 
     meter = StepMeter()
 
@@ -103,11 +119,41 @@ def run_tuning_core(model_dir: Path, data: Path, out: Path, steps: int) -> float
     plugin = Meter()
     pm.register(plugin, name="bench-meter")
     try:
-        run_training(["--model_name_or_path", model_dir, "--training_data_path", data, "--output_dir", out,
-                      "--peft_method", "lora", "--r", "8", "--lora_alpha", "16", "--target_modules", "q_proj",
-                      "v_proj", "--max_steps", str(steps), "--per_device_train_batch_size", "8",
-                      "--learning_rate", "1e-4", "--logging_steps", "1000", "--save_strategy", "no",
-                      "--disable_tqdm", "true", "--seed", "0", "--resume_from_checkpoint", "False"])
+        run_training(
+            [
+                "--model_name_or_path",
+                model_dir,
+                "--training_data_path",
+                data,
+                "--output_dir",
+                out,
+                "--peft_method",
+                "lora",
+                "--r",
+                "8",
+                "--lora_alpha",
+                "16",
+                "--target_modules",
+                "q_proj",
+                "v_proj",
+                "--max_steps",
+                str(steps),
+                "--per_device_train_batch_size",
+                "8",
+                "--learning_rate",
+                "1e-4",
+                "--logging_steps",
+                "1000",
+                "--save_strategy",
+                "no",
+                "--disable_tqdm",
+                "true",
+                "--seed",
+                "0",
+                "--resume_from_checkpoint",
+                "False",
+            ]
+        )
     finally:
         pm.unregister(plugin)
     return meter.tokens_per_second()
@@ -131,11 +177,16 @@ def main():
             results[system].append(tps)
             emit(bench="core_overhead", system=system, repeat=r, real_tokens_per_s=round(tps, 1))
     med = {k: statistics.median(v) for k, v in results.items()}
-    emit(bench="core_overhead", summary=True, steps=steps, repeats=repeats,
-         **{f"{k}_tokens_per_s": round(v, 1) for k, v in med.items()},
-         ratio_vs_bare_trl=round(med["tuning_core"] / med["bare_trl"], 3),
-         ratio_vs_bare_trl_checkpointing=round(med["tuning_core"] / med["bare_trl_checkpointing"], 3),
-         anchor_fms_hf_tuning_tokens_per_s=386)
+    emit(
+        bench="core_overhead",
+        summary=True,
+        steps=steps,
+        repeats=repeats,
+        **{f"{k}_tokens_per_s": round(v, 1) for k, v in med.items()},
+        ratio_vs_bare_trl=round(med["tuning_core"] / med["bare_trl"], 3),
+        ratio_vs_bare_trl_checkpointing=round(med["tuning_core"] / med["bare_trl_checkpointing"], 3),
+        anchor_fms_hf_tuning_tokens_per_s=386,
+    )
 
 
 if __name__ == "__main__":

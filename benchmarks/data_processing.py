@@ -24,9 +24,11 @@ import time
 from pathlib import Path
 
 ANCHORS = {"text_field": 1286, "input_output": 3422, "formatter_template": 1276}
-WORDS = ("the bank support internet phone order delivery refund still again never always broke late quick "
-         "great awful thanks help waiting hours days week customer service app account card flight train "
-         "package missing arrived charged twice cancelled reply email chat agent fixed slow fast").split()
+WORDS = (
+    "the bank support internet phone order delivery refund still again never always broke late quick "
+    "great awful thanks help waiting hours days week customer service app account card flight train "
+    "package missing arrived charged twice cancelled reply email chat agent fixed slow fast"
+).split()
 LABELS = ["complaint", "no complaint"]
 
 
@@ -53,21 +55,32 @@ def records(fmt: str, n: int, seed: int = 0):
 
 FLAGS = {
     "text_field": dict(dataset_text_field="output", response_template="\\n### Label:"),
-    "formatter_template": dict(data_formatter_template="### Text: {{Tweet text}}\\n\\n### Label: {{text_label}}",
-                               response_template="\\n### Label:"),
+    "formatter_template": dict(
+        data_formatter_template="### Text: {{Tweet text}}\\n\\n### Label: {{text_label}}",
+        response_template="\\n### Label:",
+    ),
     "input_output": {},
     "pretokenized": {},
-    "chat": dict(chat_template="{% for m in messages %}{{ bos_token if loop.first }}### {{ m['role'] }}: "
-                               "{{ m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n"
-                               "{% endfor %}{% if add_generation_prompt %}### assistant: {% endif %}"),
+    "chat": dict(
+        chat_template="{% for m in messages %}{{ bos_token if loop.first }}### {{ m['role'] }}: "
+        "{{ m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n"
+        "{% endfor %}{% if add_generation_prompt %}### assistant: {% endif %}"
+    ),
 }
 
 
 HANDLERS = {
-    "input_output": {"name": "tokenize_and_apply_input_masking", "arguments": {
-        "remove_columns": "all", "fn_kwargs": {"input_column_name": "input", "output_column_name": "output"}}},
-    "chat": {"name": "tokenize_and_apply_chat_template_with_masking", "arguments": {
-        "remove_columns": "all", "fn_kwargs": {"conversation_column": "messages"}}},
+    "input_output": {
+        "name": "tokenize_and_apply_input_masking",
+        "arguments": {
+            "remove_columns": "all",
+            "fn_kwargs": {"input_column_name": "input", "output_column_name": "output"},
+        },
+    },
+    "chat": {
+        "name": "tokenize_and_apply_chat_template_with_masking",
+        "arguments": {"remove_columns": "all", "fn_kwargs": {"conversation_column": "messages"}},
+    },
 }
 
 
@@ -84,9 +97,15 @@ def config_file(kind: str, tmp: Path, n: int) -> tuple[Path, dict]:
 
     processor, flags = {"type": "default", "seed": 0}, {}
     if kind == "mixed":
-        datasets = [{"name": "io", "data_paths": [data("input_output", n // 2)], "sampling": 0.5,
-                     "data_handlers": [HANDLERS["input_output"]]},
-                    {"name": "text", "data_paths": [data("text_field", n // 2, 1)], "sampling": 0.5}]
+        datasets = [
+            {
+                "name": "io",
+                "data_paths": [data("input_output", n // 2)],
+                "sampling": 0.5,
+                "data_handlers": [HANDLERS["input_output"]],
+            },
+            {"name": "text", "data_paths": [data("text_field", n // 2, 1)], "sampling": 0.5},
+        ]
         flags = FLAGS["text_field"]
     else:
         datasets = [{"name": kind, "data_paths": [data(kind, n)], "data_handlers": [HANDLERS[kind]]}]
@@ -104,8 +123,12 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 8000):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     corpus = [r["output"] for r in records("text_field", 5000, seed=1)]
     tok.train_from_iterator(corpus, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
@@ -117,10 +140,16 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 8000):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=100_000)
-    parser.add_argument("--formats", nargs="*", default=["text_field", "input_output", "formatter_template"],
-                        choices=list(FLAGS))
-    parser.add_argument("--configs", nargs="*", default=[], choices=["mixed", "chat", "input_output"],
-                        help="Also process data configs (--data_config_path) of these kinds.")
+    parser.add_argument(
+        "--formats", nargs="*", default=["text_field", "input_output", "formatter_template"], choices=list(FLAGS)
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        default=[],
+        choices=["mixed", "chat", "input_output"],
+        help="Also process data configs (--data_config_path) of these kinds.",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
@@ -153,12 +182,18 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 cpu_seconds = time.process_time() - cpu_start
                 assert out.stats["cache_hit"] == (phase == "cached")
-                result = {"benchmark": "data_processing", "format": fmt, "cache": phase,
-                          "examples": len(out.train), "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
-                          "examples_per_s": round(len(out.train) / seconds),
-                          "tokens": out.stats.get("num_tokens") or sum(
-                              d["num_tokens"] for d in out.stats.get("datasets", {}).values()),
-                          "cpus": os.cpu_count()}
+                result = {
+                    "benchmark": "data_processing",
+                    "format": fmt,
+                    "cache": phase,
+                    "examples": len(out.train),
+                    "seconds": round(seconds, 3),
+                    "cpu_seconds": round(cpu_seconds, 3),
+                    "examples_per_s": round(len(out.train) / seconds),
+                    "tokens": out.stats.get("num_tokens")
+                    or sum(d["num_tokens"] for d in out.stats.get("datasets", {}).values()),
+                    "cpus": os.cpu_count(),
+                }
                 if fmt.startswith("config_") and fmt[7:] in ANCHORS and phase == "cold":
                     result["fms_hf_tuning_examples_per_s"] = ANCHORS[fmt[7:]]
                     result["speedup_vs_fms"] = round(result["examples_per_s"] / ANCHORS[fmt[7:]], 1)

@@ -21,7 +21,7 @@ from statistics import median
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from anchor import argv_flag, emit
+from anchor import argv_flag, emit  # noqa: E402 (the folder goes on sys.path first)
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"loglikelihood": "twitter_complaints_choice", "generation": "twitter_complaints_label"}
@@ -47,10 +47,9 @@ def make_models(tmp: Path, hidden: int) -> tuple[Path, Path]:
 
 
 def ours(model_dir: Path, tasks, batch_size: int) -> float:
+    from tuning_core.plugin_api import load_for_inference
     from tuning_core_eval.command import merge_lora_in_memory
     from tuning_core_eval.harness import evaluate
-
-    from tuning_core.plugin_api import load_for_inference
 
     t0 = time.perf_counter()
     loaded = load_for_inference(str(model_dir))
@@ -63,15 +62,24 @@ def direct(model_dir: Path, tasks, batch_size: int) -> float:
     import logging
 
     from lm_eval import simple_evaluate
+
     from tuning_core_eval.harness import _without_environment_report, quiet
     from tuning_core_eval.tasks import lm_eval_specs, task_manager
 
     quiet(logging.ERROR)
     t0 = time.perf_counter()
     with _without_environment_report():
-        simple_evaluate(model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"}, device="cpu",
-                        tasks=lm_eval_specs(tasks), batch_size=batch_size, task_manager=task_manager(tasks),
-                        log_samples=False, verbosity="ERROR", bootstrap_iters=1000)
+        simple_evaluate(
+            model="hf",
+            model_args={"pretrained": str(model_dir), "dtype": "float32"},
+            device="cpu",
+            tasks=lm_eval_specs(tasks),
+            batch_size=batch_size,
+            task_manager=task_manager(tasks),
+            log_samples=False,
+            verbosity="ERROR",
+            bootstrap_iters=1000,
+        )
     return time.perf_counter() - t0
 
 
@@ -89,8 +97,11 @@ def main() -> None:
             tasks = resolve_tasks([str(ROOT / "examples" / "eval_tasks" / f"{task_name}.yaml")])
             data = Path(tasks[0].config["dataset_kwargs"]["data_files"]["test"])
             n = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
-            runners = (("tuning-core (adapter)", ours, adapter), ("tuning-core (merged)", ours, merged),
-                       ("lm_eval.simple_evaluate", direct, merged))
+            runners = (
+                ("tuning-core (adapter)", ours, adapter),
+                ("tuning-core (merged)", ours, merged),
+                ("lm_eval.simple_evaluate", direct, merged),
+            )
             for _, fn, path in runners:  # warm-up: first imports and file caches count for nobody
                 fn(path, tasks, batch_size)
             times = {name: [] for name, _, _ in runners}
@@ -99,12 +110,27 @@ def main() -> None:
                     times[name].append(fn(path, tasks, batch_size))
             for name, seconds in times.items():
                 best = min(seconds)
-                emit(bench="eval", kind=kind, task=task_name, runner=name, examples=n, batch_size=batch_size,
-                     hidden=hidden, repeats=repeats, seconds=round(best, 3), median_seconds=round(median(seconds), 3),
-                     examples_per_s=round(n / best, 2))
-            emit(bench="eval", kind=kind, task=task_name, metric="merged_speed_vs_lm_eval",
-                 ratio=round(min(times["lm_eval.simple_evaluate"]) / min(times["tuning-core (merged)"]), 3),
-                 adapter_ratio=round(min(times["lm_eval.simple_evaluate"]) / min(times["tuning-core (adapter)"]), 3))
+                emit(
+                    bench="eval",
+                    kind=kind,
+                    task=task_name,
+                    runner=name,
+                    examples=n,
+                    batch_size=batch_size,
+                    hidden=hidden,
+                    repeats=repeats,
+                    seconds=round(best, 3),
+                    median_seconds=round(median(seconds), 3),
+                    examples_per_s=round(n / best, 2),
+                )
+            emit(
+                bench="eval",
+                kind=kind,
+                task=task_name,
+                metric="merged_speed_vs_lm_eval",
+                ratio=round(min(times["lm_eval.simple_evaluate"]) / min(times["tuning-core (merged)"]), 3),
+                adapter_ratio=round(min(times["lm_eval.simple_evaluate"]) / min(times["tuning-core (adapter)"]), 3),
+            )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ when it is installed), one JSON line per result.
     python benchmarks/fused_kernels.py --size anchor     # the LM-head anchor: 4096 tokens, hidden 1024, vocab 128256
     python benchmarks/fused_kernels.py --size full       # issue sizes (hidden 4096, vocab 32k/128k, 4k tokens; GPU)
     python benchmarks/fused_kernels.py --only fused_linear_ce --size quick
-    python benchmarks/fused_kernels.py --size arch       # per-architecture loss path (whole tiny model, labels) vs eager
+    python benchmarks/fused_kernels.py --size arch   # per-architecture loss path (whole tiny model, labels) vs eager
 
 Each line: bench, device, impl, shape, dtype, time_ms (median fwd+bwd), peak_mb (above the inputs),
 saved_mb (held between forward and backward: output + saved activations), max_err (vs eager), and
@@ -36,8 +36,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_ms(impl: "Impl", device: str, repeats: int) -> float:
+def time_ms(impl: Impl, device: str, repeats: int) -> float:
     """Median of ``repeats`` calls; the caller has already run it once (warm-up, kernel compilation)."""
     times = []
     for _ in range(repeats):
@@ -66,7 +66,7 @@ def time_ms(impl: "Impl", device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def memory_mb(impl: "Impl", device: str) -> tuple[float, float]:
+def memory_mb(impl: Impl, device: str) -> tuple[float, float]:
     """(peak during forward+backward, held after the forward) in MiB above the inputs.
 
     "Held after the forward" is the output plus what autograd saved for backward: the activation
@@ -111,12 +111,15 @@ def cpu_memory_events(fn: Callable[[], None]) -> list[tuple[float, int]]:
         prof.export_chrome_trace(path)
         with open(path) as f:
             events = json.load(f)["traceEvents"]
-    return sorted((e["ts"], e["args"]["Bytes"]) for e in events
-                  if e.get("name") == "[memory]" and e.get("args", {}).get("Device Type", 0) == 0)
+    return sorted(
+        (e["ts"], e["args"]["Bytes"])
+        for e in events
+        if e.get("name") == "[memory]" and e.get("args", {}).get("Device Type", 0) == 0
+    )
 
 
 def max_err(a, b) -> float:
-    return max(float((x.float() - y.float()).abs().max()) for x, y in zip(a, b))
+    return max(float((x.float() - y.float()).abs().max()) for x, y in zip(a, b, strict=False))
 
 
 # --- cases --------------------------------------------------------------------------------------------
@@ -160,7 +163,7 @@ def _liger(module_path: str, name: str):
     try:
         module = __import__(module_path, fromlist=[name])
         return getattr(module, name)
-    except Exception:  # noqa: BLE001 - Liger is optional and its layout changes between versions
+    except Exception:
         return None
 
 
@@ -168,14 +171,15 @@ def case_fused_linear_ce(device, dtype, tokens, hidden, vocab, ignored=0.3):
     from tuning_core_fused_ops.ops.fused_linear_ce import fused_linear_cross_entropy
 
     h = _leaf(tokens, hidden, device=device, dtype=dtype)
-    w = _leaf(vocab, hidden, device=device, dtype=dtype, scale=hidden ** -0.5)
+    w = _leaf(vocab, hidden, device=device, dtype=dtype, scale=hidden**-0.5)
     t = torch.randint(0, vocab, (tokens,), device=device)
     t[torch.rand(tokens, device=device) < ignored] = IGNORE
-    impls = [_impl("eager", [h, w], lambda: F.cross_entropy((h @ w.t()).float(), t, ignore_index=IGNORE)),
-             _impl("fused_torch", [h, w], lambda: fused_linear_cross_entropy(h, w, t, use_triton=False))]
+    impls = [
+        _impl("eager", [h, w], lambda: F.cross_entropy((h @ w.t()).float(), t, ignore_index=IGNORE)),
+        _impl("fused_torch", [h, w], lambda: fused_linear_cross_entropy(h, w, t, use_triton=False)),
+    ]
     if device == "cuda":
-        impls.append(_impl("fused_triton", [h, w],
-                           lambda: fused_linear_cross_entropy(h, w, t, use_triton=True)))
+        impls.append(_impl("fused_triton", [h, w], lambda: fused_linear_cross_entropy(h, w, t, use_triton=True)))
         liger = _liger("liger_kernel.transformers", "LigerFusedLinearCrossEntropyLoss")
         if liger is not None:
             loss = liger(ignore_index=IGNORE)
@@ -211,8 +215,10 @@ def case_rms_norm(device, dtype, tokens, hidden):
         xf = x.float()
         return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype)
 
-    impls = [_impl("eager", [x, w], eager),
-             _impl("fused_torch", [x, w], lambda: rms_norm(x, w, 1e-6, use_triton=False))]
+    impls = [
+        _impl("eager", [x, w], eager),
+        _impl("fused_torch", [x, w], lambda: rms_norm(x, w, 1e-6, use_triton=False)),
+    ]
     if device == "cuda":
         impls.append(_impl("triton", [x, w], lambda: rms_norm(x, w, 1e-6, use_triton=True)))
         liger = _liger("liger_kernel.transformers", "LigerRMSNorm")
@@ -228,8 +234,10 @@ def case_swiglu(device, dtype, tokens, intermediate):
 
     a = _leaf(tokens, intermediate, device=device, dtype=dtype)
     b = _leaf(tokens, intermediate, device=device, dtype=dtype)
-    impls = [_impl("eager", [a, b], lambda: F.silu(a) * b),
-             _impl("fused_torch", [a, b], lambda: swiglu(a, b, use_triton=False))]
+    impls = [
+        _impl("eager", [a, b], lambda: F.silu(a) * b),
+        _impl("fused_torch", [a, b], lambda: swiglu(a, b, use_triton=False)),
+    ]
     if device == "cuda":
         impls.append(_impl("triton", [a, b], lambda: swiglu(a, b, use_triton=True)))
         liger = _liger("liger_kernel.ops.swiglu", "LigerSiLUMulFunction")
@@ -262,7 +270,7 @@ def case_lora_mlp(device, dtype, tokens, hidden, intermediate, rank):
     x = _leaf(tokens, hidden, device=device, dtype=dtype)
 
     def proj(d_in, d_out):
-        w = (torch.randn(d_out, d_in, device=device) * d_in ** -0.5).to(dtype)
+        w = (torch.randn(d_out, d_in, device=device) * d_in**-0.5).to(dtype)
         A = (torch.randn(rank, d_in, device=device) * 0.01).requires_grad_()  # adapters in float32, like PEFT
         B = (torch.randn(d_out, rank, device=device) * 0.01).requires_grad_()
         return w, A, B
@@ -275,11 +283,16 @@ def case_lora_mlp(device, dtype, tokens, hidden, intermediate, rank):
         return (F.linear(inp, w) + (inp.to(A.dtype) @ A.t() @ B.t()) * 2.0).to(inp.dtype)
 
     def fused():
-        return lora_mlp(x, *[(BaseProjection.dense(p[0], None, 2.0), p[1], p[2]) for p in (gate, up, down)],
-                        use_triton=device == "cuda")
+        return lora_mlp(
+            x,
+            *[(BaseProjection.dense(p[0], None, 2.0), p[1], p[2]) for p in (gate, up, down)],
+            use_triton=device == "cuda",
+        )
 
-    impls = [_impl("eager", leaves, lambda: lin(F.silu(lin(x, gate)) * lin(x, up), down)),
-             _impl("fused_torch" if device == "cpu" else "fused", leaves, fused)]
+    impls = [
+        _impl("eager", leaves, lambda: lin(F.silu(lin(x, gate)) * lin(x, up), down)),
+        _impl("fused_torch" if device == "cpu" else "fused", leaves, fused),
+    ]
     return impls, dict(tokens=tokens, hidden=hidden, intermediate=intermediate, rank=rank), {}
 
 
@@ -310,14 +323,21 @@ def case_arch_loss(device, dtype, arch, batch, seq, hidden, layers, intermediate
     eager transformers against the same weights patched with every fused_ops kernel (--fast_kernels plus
     --fast_swiglu)."""
     import transformers
+
+    from tuning_core.testing.tiny import tiny_config
     from tuning_core_fused_ops.patcher import patch_model
     from tuning_core_fused_ops.patches.install import unpatch
     from tuning_core_fused_ops.selection import Selection
 
-    from tuning_core.testing.tiny import tiny_config
-
-    cfg = tiny_config(arch, vocab_size=vocab, hidden=hidden, layers=layers, heads=max(2, hidden // 64),
-                      intermediate=intermediate, max_positions=max(512, seq))
+    cfg = tiny_config(
+        arch,
+        vocab_size=vocab,
+        hidden=hidden,
+        layers=layers,
+        heads=max(2, hidden // 64),
+        intermediate=intermediate,
+        max_positions=max(512, seq),
+    )
     torch.manual_seed(0)
     eager = transformers.AutoModelForCausalLM.from_config(cfg).to(device=device, dtype=dtype).train()
     fused = transformers.AutoModelForCausalLM.from_config(cfg).to(device=device, dtype=dtype).train()
@@ -337,14 +357,23 @@ def case_arch_loss(device, dtype, arch, batch, seq, hidden, layers, intermediate
     impls = [_impl("eager", list(eager.parameters()), eager_loss)]
     backends = [("fused_torch", "torch")] + ([("fused_triton", "auto")] if device == "cuda" else [])
     for name, backend in backends:
+
         def run(backend=backend):
             unpatch(fused)
-            patch_model(fused, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True,
-                                         backend=backend))
+            patch_model(fused, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True, backend=backend))
             return fused_loss
+
         impls.append(_impl(name, list(fused.parameters()), _Lazy(run)))
-    shape = dict(arch=arch, batch=batch, seq=seq, hidden=hidden, layers=layers, intermediate=intermediate,
-                 vocab=vocab, params_m=round(sum(p.numel() for p in eager.parameters()) / 1e6, 2))
+    shape = dict(
+        arch=arch,
+        batch=batch,
+        seq=seq,
+        hidden=hidden,
+        layers=layers,
+        intermediate=intermediate,
+        vocab=vocab,
+        params_m=round(sum(p.numel() for p in eager.parameters()) / 1e6, 2),
+    )
     return impls, shape, {}
 
 
@@ -374,43 +403,52 @@ CASES = {
 def _arch_rows(**size):
     return [("arch_loss", dict(arch=a, **size)) for a in ARCHITECTURES]
 
+
 # (bench, kwargs) per size and device kind. "anchor" is the LM-head row of shared/reference/performance-anchors.md.
 SIZES = {
     "quick": {
-        "cpu": [("fused_linear_ce", dict(tokens=1024, hidden=256, vocab=32000)),
-                ("fused_linear_ce", dict(tokens=1024, hidden=256, vocab=128256)),
-                ("rms_norm", dict(tokens=4096, hidden=1024)),
-                ("swiglu", dict(tokens=2048, intermediate=2816)),
-                ("rope", dict(batch=2, q_heads=8, kv_heads=2, seq=512, head_dim=64)),
-                ("lora_mlp", dict(tokens=1024, hidden=512, intermediate=1408, rank=16))]
-               + _arch_rows(batch=4, seq=256, hidden=256, layers=2, intermediate=688, vocab=32000),
-        "cuda": [("fused_linear_ce", dict(tokens=2048, hidden=2048, vocab=32000)),
-                 ("cross_entropy", dict(tokens=2048, vocab=32000)),
-                 ("rms_norm", dict(tokens=4096, hidden=4096)),
-                 ("swiglu", dict(tokens=4096, intermediate=11008)),
-                 ("rope", dict(batch=2, q_heads=32, kv_heads=8, seq=2048, head_dim=128)),
-                 ("lora_mlp", dict(tokens=4096, hidden=4096, intermediate=11008, rank=16))]
-                + _arch_rows(batch=4, seq=1024, hidden=1024, layers=4, intermediate=2816, vocab=128256),
+        "cpu": [
+            ("fused_linear_ce", dict(tokens=1024, hidden=256, vocab=32000)),
+            ("fused_linear_ce", dict(tokens=1024, hidden=256, vocab=128256)),
+            ("rms_norm", dict(tokens=4096, hidden=1024)),
+            ("swiglu", dict(tokens=2048, intermediate=2816)),
+            ("rope", dict(batch=2, q_heads=8, kv_heads=2, seq=512, head_dim=64)),
+            ("lora_mlp", dict(tokens=1024, hidden=512, intermediate=1408, rank=16)),
+        ]
+        + _arch_rows(batch=4, seq=256, hidden=256, layers=2, intermediate=688, vocab=32000),
+        "cuda": [
+            ("fused_linear_ce", dict(tokens=2048, hidden=2048, vocab=32000)),
+            ("cross_entropy", dict(tokens=2048, vocab=32000)),
+            ("rms_norm", dict(tokens=4096, hidden=4096)),
+            ("swiglu", dict(tokens=4096, intermediate=11008)),
+            ("rope", dict(batch=2, q_heads=32, kv_heads=8, seq=2048, head_dim=128)),
+            ("lora_mlp", dict(tokens=4096, hidden=4096, intermediate=11008, rank=16)),
+        ]
+        + _arch_rows(batch=4, seq=1024, hidden=1024, layers=4, intermediate=2816, vocab=128256),
     },
     "anchor": {
         "cpu": [("fused_linear_ce", dict(tokens=4096, hidden=1024, vocab=128256))],
         "cuda": [("fused_linear_ce", dict(tokens=4096, hidden=1024, vocab=128256))],
     },
     "full": {
-        "cpu": [("fused_linear_ce", dict(tokens=4096, hidden=1024, vocab=32000)),
-                ("fused_linear_ce", dict(tokens=4096, hidden=1024, vocab=128256)),
-                ("rms_norm", dict(tokens=8192, hidden=4096)),
-                ("swiglu", dict(tokens=4096, intermediate=11008)),
-                ("rope", dict(batch=4, q_heads=32, kv_heads=8, seq=1024, head_dim=128)),
-                ("lora_mlp", dict(tokens=2048, hidden=2048, intermediate=5632, rank=16))],
-        "cuda": [("fused_linear_ce", dict(tokens=4096, hidden=4096, vocab=32000)),
-                 ("fused_linear_ce", dict(tokens=4096, hidden=4096, vocab=128256)),
-                 ("cross_entropy", dict(tokens=4096, vocab=128256)),
-                 ("rms_norm", dict(tokens=16384, hidden=4096)),
-                 ("swiglu", dict(tokens=16384, intermediate=14336)),
-                 ("rope", dict(batch=4, q_heads=32, kv_heads=8, seq=4096, head_dim=128)),
-                 ("lora_mlp", dict(tokens=8192, hidden=4096, intermediate=14336, rank=16))]
-                + _arch_rows(batch=4, seq=2048, hidden=2048, layers=4, intermediate=5632, vocab=128256),
+        "cpu": [
+            ("fused_linear_ce", dict(tokens=4096, hidden=1024, vocab=32000)),
+            ("fused_linear_ce", dict(tokens=4096, hidden=1024, vocab=128256)),
+            ("rms_norm", dict(tokens=8192, hidden=4096)),
+            ("swiglu", dict(tokens=4096, intermediate=11008)),
+            ("rope", dict(batch=4, q_heads=32, kv_heads=8, seq=1024, head_dim=128)),
+            ("lora_mlp", dict(tokens=2048, hidden=2048, intermediate=5632, rank=16)),
+        ],
+        "cuda": [
+            ("fused_linear_ce", dict(tokens=4096, hidden=4096, vocab=32000)),
+            ("fused_linear_ce", dict(tokens=4096, hidden=4096, vocab=128256)),
+            ("cross_entropy", dict(tokens=4096, vocab=128256)),
+            ("rms_norm", dict(tokens=16384, hidden=4096)),
+            ("swiglu", dict(tokens=16384, intermediate=14336)),
+            ("rope", dict(batch=4, q_heads=32, kv_heads=8, seq=4096, head_dim=128)),
+            ("lora_mlp", dict(tokens=8192, hidden=4096, intermediate=14336, rank=16)),
+        ]
+        + _arch_rows(batch=4, seq=2048, hidden=2048, layers=4, intermediate=5632, vocab=128256),
     },
     "arch": {  # only the per-architecture loss path, small enough for a shared CPU
         "cpu": _arch_rows(batch=4, seq=256, hidden=256, layers=2, intermediate=688, vocab=32000),
@@ -452,8 +490,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="quick")
     parser.add_argument("--only", default="", help="comma-separated bench names")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                        help="default: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="default: float32 on CPU, bfloat16 on CUDA",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 3 on CPU, 10 on GPU)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":

@@ -10,7 +10,8 @@ The layer is transformers' MixtralSparseMoeBlock (router + experts). Rows:
     transformers_eager       transformers' per-expert loop
     fast_moe_torch           the block with --fast_moe's experts forward, torch path (the CPU path)
     fast_moe_triton          the same with the Triton grouped kernels (CUDA only)
-Fields as in benchmarks/fused_kernels.py (same measurement code): time_ms (median fwd+bwd over round-robin rounds), peak_mb (above the
+Fields as in benchmarks/fused_kernels.py (same measurement code):
+time_ms (median fwd+bwd over round-robin rounds), peak_mb (above the
 inputs; on CPU from torch.profiler's allocation events), saved_mb (held between forward and backward),
 max_err (vs the first row: output, input and parameter gradients); for the other rows time_ratio
 (impl / transformers_grouped_mm, lower is faster), speedup (its inverse), memory_reduction and
@@ -50,14 +51,15 @@ def build_block(hidden, intermediate, experts, top_k, implementation, device, dt
     import transformers
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
-    cfg = transformers.MixtralConfig(hidden_size=hidden, intermediate_size=intermediate, num_local_experts=experts,
-                                     num_experts_per_tok=top_k)
+    cfg = transformers.MixtralConfig(
+        hidden_size=hidden, intermediate_size=intermediate, num_local_experts=experts, num_experts_per_tok=top_k
+    )
     cfg._experts_implementation = implementation
     torch.manual_seed(seed)
     block = MixtralSparseMoeBlock(cfg)
     with torch.no_grad():
         for p in block.parameters():
-            p.normal_(0, hidden ** -0.5)
+            p.normal_(0, hidden**-0.5)
     return block.to(device=device, dtype=dtype)
 
 
@@ -73,9 +75,11 @@ def impls(args, device, dtype):
     torch.manual_seed(1)
     x = (torch.randn(1, args.tokens, args.hidden, device=device) * 0.5).to(dtype).requires_grad_()
     spec = (args.hidden, args.intermediate, args.experts, args.top_k)
-    blocks = [("transformers_grouped_mm", build_block(*spec, "grouped_mm", device, dtype)),
-              ("transformers_eager", build_block(*spec, "eager", device, dtype)),
-              ("fast_moe_torch", fast(build_block(*spec, "eager", device, dtype), use_triton=False))]
+    blocks = [
+        ("transformers_grouped_mm", build_block(*spec, "grouped_mm", device, dtype)),
+        ("transformers_eager", build_block(*spec, "eager", device, dtype)),
+        ("fast_moe_torch", fast(build_block(*spec, "eager", device, dtype), use_triton=False)),
+    ]
     if device == "cuda":
         blocks.append(("fast_moe_triton", fast(build_block(*spec, "eager", device, dtype), use_triton=True)))
     out = []
@@ -93,8 +97,9 @@ def main(argv=None) -> int:
     parser.add_argument("--experts", type=int, default=8)
     parser.add_argument("--top_k", type=int, default=2)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
-                        help="default: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default=None, help="default: float32 on CPU, bfloat16 on CUDA"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 3 on CPU, 10 on GPU)")
     parser.add_argument("--only", default="", help="comma-separated impl names (the first listed is the baseline)")
     args = parser.parse_args(argv)
@@ -111,9 +116,19 @@ def main(argv=None) -> int:
         impl.clear()
         result = impl.run()  # warm-up, and the values for the error check
         reference = reference or result
-        row = dict(bench="moe_layer", device=device, impl=impl.name, tokens=args.tokens, hidden=args.hidden,
-                   intermediate=args.intermediate, experts=args.experts, top_k=args.top_k,
-                   dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads(), repeats=repeats)
+        row = dict(
+            bench="moe_layer",
+            device=device,
+            impl=impl.name,
+            tokens=args.tokens,
+            hidden=args.hidden,
+            intermediate=args.intermediate,
+            experts=args.experts,
+            top_k=args.top_k,
+            dtype=str(dtype).replace("torch.", ""),
+            threads=torch.get_num_threads(),
+            repeats=repeats,
+        )
         row["max_err"] = float(f"{max_err(result, reference):.3g}")
         del result
         peak, held = memory_mb(impl, device)

@@ -32,8 +32,14 @@ def build_float_model(out: Path, args) -> Path:
 
     from tuning_core.testing.tiny import tiny_config
 
-    cfg = tiny_config("llama", vocab_size=args.vocab, hidden=args.hidden, layers=args.layers, heads=args.heads,
-                      intermediate=args.intermediate)
+    cfg = tiny_config(
+        "llama",
+        vocab_size=args.vocab,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        intermediate=args.intermediate,
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(cfg)
     model.save_pretrained(out)
@@ -96,11 +102,13 @@ def load_variant(name: str, float_dir: Path, gptq_dir: Path, dtype, device: str)
         model, _ = load_gptq_model(str(gptq_dir), dtype=dtype)
         return model.to(device)
     if name.startswith("qlora"):
-        quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+        quant = transformers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
         kwargs = {"device_map": {"": device}} if device != "cpu" else {}
-        return transformers.AutoModelForCausalLM.from_pretrained(float_dir, quantization_config=quant, dtype=dtype,
-                                                                 **kwargs)
+        return transformers.AutoModelForCausalLM.from_pretrained(
+            float_dir, quantization_config=quant, dtype=dtype, **kwargs
+        )
     return transformers.AutoModelForCausalLM.from_pretrained(float_dir, dtype=dtype).to(device)
 
 
@@ -110,8 +118,9 @@ def step_times(model, args, device: str) -> list[float]:
     from tuning_core_peft_gptq.lora import prepare_for_kbit_training
 
     prepare_for_kbit_training(model, gradient_checkpointing=False)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=args.target_modules,
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=args.target_modules, task_type="CAUSAL_LM")
+    )
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     g = torch.Generator().manual_seed(2)
@@ -147,9 +156,13 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="compute dtype (default: float32 on CPU, bfloat16 on GPU)")
     p.add_argument("--variants", nargs="+", default=["lora", "gptq_lora", "qlora"])
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (on a machine shared with other jobs, 1 avoids OpenMP oversubscription, "
-                        "which slowed the 4-bit unpacking 14x here)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (on a machine shared with other jobs, 1 avoids OpenMP oversubscription, "
+        "which slowed the 4-bit unpacking 14x here)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny shapes for a smoke run")
     args = p.parse_args()
     if args.threads:
@@ -158,33 +171,66 @@ def main() -> None:
         args.hidden, args.layers, args.heads, args.intermediate, args.vocab = 64, 2, 4, 128, 512
         args.batch, args.seq, args.steps, args.group_size, args.calib_batches = 2, 32, 2, 32, 2
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float32 if args.device == "cpu" else torch.bfloat16)
-    shape = dict(hidden=args.hidden, layers=args.layers, intermediate=args.intermediate, vocab=args.vocab,
-                 batch=args.batch, seq=args.seq, device=args.device, dtype=str(dtype).replace("torch.", ""),
-                 torch_threads=torch.get_num_threads())
+    shape = dict(
+        hidden=args.hidden,
+        layers=args.layers,
+        intermediate=args.intermediate,
+        vocab=args.vocab,
+        batch=args.batch,
+        seq=args.seq,
+        device=args.device,
+        dtype=str(dtype).replace("torch.", ""),
+        torch_threads=torch.get_num_threads(),
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         float_dir = build_float_model(Path(tmp) / "float", args)
         gptq_dir = Path(tmp) / "gptq"
-        emit(bench="gptq_quantize", seconds=round(quantize(float_dir, gptq_dir, args), 2),
-             group_size=args.group_size, desc_act=True, **shape)
+        emit(
+            bench="gptq_quantize",
+            seconds=round(quantize(float_dir, gptq_dir, args), 2),
+            group_size=args.group_size,
+            desc_act=True,
+            **shape,
+        )
 
         # Weight memory: the decoder's linear weights, quantized vs float16 / float32.
         float32 = load_variant("lora", float_dir, gptq_dir, torch.float32, "cpu")
         lin32 = linear_weight_bytes(float32)
         fp16_bytes, fp32_bytes = lin32["float"] // 2, lin32["float"]
-        emit(bench="weight_memory", variant="float32", linear_bytes=fp32_bytes, ratio_vs_fp16=2.0,
-             model_bytes=model_bytes(float32), **shape)
-        emit(bench="weight_memory", variant="float16", linear_bytes=fp16_bytes, ratio_vs_fp16=1.0,
-             model_bytes=model_bytes(float32) // 2, **shape)
+        emit(
+            bench="weight_memory",
+            variant="float32",
+            linear_bytes=fp32_bytes,
+            ratio_vs_fp16=2.0,
+            model_bytes=model_bytes(float32),
+            **shape,
+        )
+        emit(
+            bench="weight_memory",
+            variant="float16",
+            linear_bytes=fp16_bytes,
+            ratio_vs_fp16=1.0,
+            model_bytes=model_bytes(float32) // 2,
+            **shape,
+        )
         del float32
         for name, key in (("gptq_lora", "gptq"), ("qlora", "bnb")):
             if name not in args.variants:
                 continue
             model = load_variant(name, float_dir, gptq_dir, torch.float32, "cpu")
             lin = linear_weight_bytes(model)
-            emit(bench="weight_memory", variant=f"{name}_4bit", linear_bytes=lin[key],
-                 ratio_vs_fp16=round(lin[key] / fp16_bytes, 4), ratio_vs_fp32=round(lin[key] / fp32_bytes, 4),
-                 quantized_layers=lin["count"], model_bytes=model_bytes(model), goal_ratio_vs_fp16=0.3, **shape)
+            emit(
+                bench="weight_memory",
+                variant=f"{name}_4bit",
+                linear_bytes=lin[key],
+                ratio_vs_fp16=round(lin[key] / fp16_bytes, 4),
+                ratio_vs_fp32=round(lin[key] / fp32_bytes, 4),
+                quantized_layers=lin["count"],
+                model_bytes=model_bytes(model),
+                goal_ratio_vs_fp16=0.3,
+                **shape,
+            )
             del model
 
         # Step time, every variant on the same batch.
@@ -194,10 +240,16 @@ def main() -> None:
             times = step_times(model, args, args.device)
             median = statistics.median(times)
             baseline = baseline or (median if name == "lora" else None)
-            emit(bench="train_step", variant=name, seconds_per_step=round(median, 4),
-                 tokens_per_second=round(args.batch * args.seq / median, 1),
-                 ratio_vs_lora=round(median / baseline, 3) if baseline else None,
-                 target_modules=args.target_modules, steps=len(times), **shape)
+            emit(
+                bench="train_step",
+                variant=name,
+                seconds_per_step=round(median, 4),
+                tokens_per_second=round(args.batch * args.seq / median, 1),
+                ratio_vs_lora=round(median / baseline, 3) if baseline else None,
+                target_modules=args.target_modules,
+                steps=len(times),
+                **shape,
+            )
             del model
 
 

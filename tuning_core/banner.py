@@ -19,7 +19,6 @@ class Banner:
 
         infos = plugin_infos()
         external = [f"{i.name} ({i.distribution} {i.version})" for i in infos.values() if not i.builtin]
-        out = ["***** tuning-core *****",
-               "plugins: " + (", ".join(external) if external else "built-ins only")]
+        out = ["***** tuning-core *****", "plugins: " + (", ".join(external) if external else "built-ins only")]
         out += self.lines
         print("\n".join(out), flush=True)

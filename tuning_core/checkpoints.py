@@ -125,8 +125,10 @@ def check_model_target(output_dir: str | Path, overwrite: bool, flag: str = "--o
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {output_dir}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{flag} {output_dir} already exists and is not empty; pass --overwrite to replace it, "
-                          "or choose a new directory")
+        raise UserError(
+            f"{flag} {output_dir} already exists and is not empty; pass --overwrite to replace it, "
+            "or choose a new directory"
+        )
     return out
 
 

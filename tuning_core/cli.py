@@ -59,8 +59,16 @@ def cmd_plugins(argv: list[str]) -> int:
         if hasattr(info.module, "tuning_core_config_classes"):
             for cls in info.module.tuning_core_config_classes() or ():
                 flags.extend(f"--{s.name}" for s in specs_for(cls))
-        rows.append({"name": info.name, "distribution": info.distribution, "version": info.version,
-                     "builtin": info.builtin, "hooks": hooks_implemented(pm, info.name), "flags": flags})
+        rows.append(
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "builtin": info.builtin,
+                "hooks": hooks_implemented(pm, info.name),
+                "flags": flags,
+            }
+        )
         details = plugin_details(pm, info.name)
         if details:
             rows[-1]["details"] = details

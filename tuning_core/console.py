@@ -13,8 +13,22 @@ import os
 import warnings
 
 DEBUG_ENV = "TUNING_CORE_DEBUG"
-LIBRARIES = ("transformers", "trl", "peft", "accelerate", "datasets", "torch", "bitsandbytes", "kernels",
-             "huggingface_hub", "triton", "safetensors", "aim", "mlflow", "lm_eval")
+LIBRARIES = (
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "torch",
+    "bitsandbytes",
+    "kernels",
+    "huggingface_hub",
+    "triton",
+    "safetensors",
+    "aim",
+    "mlflow",
+    "lm_eval",
+)
 _VERBOSE_LEVELS = ("debug", "info", "detail")
 
 
@@ -23,8 +37,11 @@ def wants_debug(argv: list[str], environ=os.environ) -> bool:
     if environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
         return True
     for i, arg in enumerate(argv):
-        value = arg.split("=", 1)[1] if arg.startswith("--log_level=") else (
-            argv[i + 1] if arg == "--log_level" and i + 1 < len(argv) else None)
+        value = (
+            arg.split("=", 1)[1]
+            if arg.startswith("--log_level=")
+            else (argv[i + 1] if arg == "--log_level" and i + 1 < len(argv) else None)
+        )
         if value is not None and value.strip().lower() in _VERBOSE_LEVELS:
             return True
     return False

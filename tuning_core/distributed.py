@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, MutableMapping, Sequence
+from typing import Any
 
 from tuning_core.errors import ConfigError, UserError
 
@@ -93,8 +94,9 @@ def prepare_launch(environ: MutableMapping[str, str] | None = None, has_accelera
     return f"no GPU in this process: the {world} processes train on CPU over gloo"
 
 
-def requested_processes(environ: Mapping[str, str] | None = None,
-                        parent_argv: Sequence[str] | None = None) -> LaunchRequest | None:
+def requested_processes(
+    environ: Mapping[str, str] | None = None, parent_argv: Sequence[str] | None = None
+) -> LaunchRequest | None:
     """The process count the launcher was asked for, when it can be told; None otherwise.
 
     WORLD_SIZE is set by torchrun, by `accelerate launch` when it starts several
@@ -136,8 +138,11 @@ def accelerate_launch_processes(argv: Sequence[str]) -> int | None:
         if name == "accelerate-launch" or part == "accelerate.commands.launch":
             start = i + 1
             break
-        if name in ("accelerate", "accelerate.commands.accelerate_cli") and i + 1 < len(argv) \
-                and argv[i + 1] == "launch":
+        if (
+            name in ("accelerate", "accelerate.commands.accelerate_cli")
+            and i + 1 < len(argv)
+            and argv[i + 1] == "launch"
+        ):
             start = i + 2
             break
     if start is None:
@@ -163,8 +168,9 @@ def accelerate_launch_processes(argv: Sequence[str]) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def check_launch(training_args, environ: Mapping[str, str] | None = None,
-                 parent_argv: Sequence[str] | None = None) -> LaunchRequest | None:
+def check_launch(
+    training_args, environ: Mapping[str, str] | None = None, parent_argv: Sequence[str] | None = None
+) -> LaunchRequest | None:
     """Raise LaunchError when the launch asked for more processes than train together.
 
     ``training_args`` is the run's TrainingArguments (its world_size is what the
@@ -176,8 +182,10 @@ def check_launch(training_args, environ: Mapping[str, str] | None = None,
     if request is None or request.processes == actual:
         return request
     out = getattr(training_args, "output_dir", None) or "output_dir"
-    head = (f"{request.launcher} asked for {request.processes} processes ({request.detail}) but this process "
-            f"trains in a world of {actual}")
+    head = (
+        f"{request.launcher} asked for {request.processes} processes ({request.detail}) but this process "
+        f"trains in a world of {actual}"
+    )
     if request.launcher == "accelerate launch" and "WORLD_SIZE" not in env:
         raise LaunchError(
             f"{head}: accelerate started a single process. Without GPUs (and always with --cpu) "
@@ -185,18 +193,25 @@ def check_launch(training_args, environ: Mapping[str, str] | None = None,
             f"{request.processes} processes with `torchrun --nproc_per_node {request.processes} -m "
             f"tuning_core.sft_trainer ...` or `accelerate launch --multi_gpu --num_processes "
             f"{request.processes} -m tuning_core.sft_trainer ...` (both use gloo on a machine without GPUs), "
-            f"or drop --num_processes to train in one process.")
+            f"or drop --num_processes to train in one process."
+        )
     if "LOCAL_RANK" not in env:
-        cause = ("LOCAL_RANK is not set, so this process was not started by torchrun or accelerate launch "
-                 "(a job operator sets WORLD_SIZE and RANK per pod, not per process): run "
-                 "`torchrun -m tuning_core.sft_trainer ...` in each pod or node")
+        cause = (
+            "LOCAL_RANK is not set, so this process was not started by torchrun or accelerate launch "
+            "(a job operator sets WORLD_SIZE and RANK per pod, not per process): run "
+            "`torchrun -m tuning_core.sft_trainer ...` in each pod or node"
+        )
     elif not truthy(env.get(CPU_BACKEND_ENV)) and not accelerator_available():
-        cause = (f"there is no GPU and {CPU_BACKEND_ENV}={env.get(CPU_BACKEND_ENV)!r} keeps accelerate off its "
-                 f"CPU backend: unset it (tuning-core then uses gloo)")
+        cause = (
+            f"there is no GPU and {CPU_BACKEND_ENV}={env.get(CPU_BACKEND_ENV)!r} keeps accelerate off its "
+            f"CPU backend: unset it (tuning-core then uses gloo)"
+        )
     else:
         cause = "transformers/accelerate did not join the process group the launcher set up"
-    raise LaunchError(f"{head}: {cause}. Left to run, the {request.processes} processes would each train "
-                      f"their own copy and overwrite each other's files in {out}.")
+    raise LaunchError(
+        f"{head}: {cause}. Left to run, the {request.processes} processes would each train "
+        f"their own copy and overwrite each other's files in {out}."
+    )
 
 
 def fsdp_requested(training_args=None, environ: Mapping[str, str] | None = None) -> bool:
@@ -220,16 +235,21 @@ def describe_launch(trainer, environ: Mapping[str, str] | None = None) -> list[s
     if kind == DistributedType.FSDP:
         plugin = state.fsdp_plugin
         version = int(getattr(plugin, "fsdp_version", 1) or 1)
-        shard = (f"reshard_after_forward={plugin.reshard_after_forward}" if version == 2
-                 else f"sharding {getattr(plugin.sharding_strategy, 'name', plugin.sharding_strategy)}")
+        shard = (
+            f"reshard_after_forward={plugin.reshard_after_forward}"
+            if version == 2
+            else f"sharding {getattr(plugin.sharding_strategy, 'name', plugin.sharding_strategy)}"
+        )
         sd = getattr(plugin.state_dict_type, "name", plugin.state_dict_type)
         lines.append(f"distributed: FSDP{version} over {world} processes ({backend}), {shard}, checkpoints {sd}")
     elif world > 1:
         lines.append(f"distributed: DDP over {world} processes ({backend})")
     if fsdp_requested(trainer.args, environ) and kind != DistributedType.FSDP:
         what = f"DDP over {world} processes" if world > 1 else "a single process"
-        warning = (f"FSDP was requested but this run is {what}: accelerate applies FSDP only on GPUs, so every "
-                   f"process holds the whole model")
+        warning = (
+            f"FSDP was requested but this run is {what}: accelerate applies FSDP only on GPUs, so every "
+            f"process holds the whole model"
+        )
         log.warning(warning)
         lines.append("WARNING: " + warning)
     return lines

@@ -60,8 +60,10 @@ def from_exception(e: BaseException) -> UserError | None:
     if isinstance(e, RecursionError):
         return ConfigError("the input is nested too deeply to read (JSON/YAML nesting); flatten it")
     if name == "UnpicklingError" or (isinstance(e, RuntimeError) and "weights_only" in str(e)):
-        return ConfigError("refusing to load a pickled weights file: it holds objects other than plain tensors "
-                           "(loaded with weights_only); convert the checkpoint to safetensors")
+        return ConfigError(
+            "refusing to load a pickled weights file: it holds objects other than plain tensors "
+            "(loaded with weights_only); convert the checkpoint to safetensors"
+        )
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {e.filename}" if e.filename else ""
         return ConfigError(f"no space left on the device{where}")

@@ -75,20 +75,25 @@ def export_vllm(model: str, output_dir: str) -> Path:
 
     src, out = Path(model), Path(output_dir)
     if not (src / "adapter_config.json").is_file() or not (src / ADAPTER_WEIGHTS).is_file():
-        raise UserError(f"--model {model}: not a LoRA adapter directory (needs adapter_config.json and "
-                        f"{ADAPTER_WEIGHTS})")
+        raise UserError(
+            f"--model {model}: not a LoRA adapter directory (needs adapter_config.json and {ADAPTER_WEIGHTS})"
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--output_dir {output_dir} already exists and is not empty; choose a new directory")
     config = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("peft_type") != "LORA":
         raise UserError(f"--model {model} is a {config.get('peft_type')} adapter: vLLM serves LoRA adapters only")
     if config.get("use_dora"):
-        raise UserError(f"--model {model} is a DoRA adapter: vLLM does not load DoRA; retrain without --use_dora "
-                        "or merge it with 'tuning-core merge'")
+        raise UserError(
+            f"--model {model} is a DoRA adapter: vLLM does not load DoRA; retrain without --use_dora "
+            "or merge it with 'tuning-core merge'"
+        )
     saved = [m for m in (config.get("modules_to_save") or []) if m not in EMBEDDING_MODULES]
     if saved:
-        raise UserError(f"--model {model} trains whole modules {saved} (modules_to_save), which vLLM cannot load; "
-                        "merge it with 'tuning-core merge' instead")
+        raise UserError(
+            f"--model {model} trains whole modules {saved} (modules_to_save), which vLLM cannot load; "
+            "merge it with 'tuning-core merge' instead"
+        )
     tensors = load_file(str(src / ADAPTER_WEIGHTS))
     base_vocab, vocab = _base_vocab_size(src, config), _tokenizer_size(src)
     new_rows, kept = {}, {}
@@ -100,13 +105,14 @@ def export_vllm(model: str, output_dir: str) -> Path:
             continue
         kind = _embedding_kind(name)
         if kind is None:
-            raise UserError(f"--model {model}: tensor {name} is neither a LoRA weight nor an embedding; vLLM "
-                            "cannot load it")
+            raise UserError(
+                f"--model {model}: tensor {name} is neither a LoRA weight nor an embedding; vLLM cannot load it"
+            )
         if EMBEDDING_MODULES[kind] in new_rows:
             continue
         rows = _new_rows(name, tensor, config, base_vocab, model)
         if rows is not None and vocab is not None and base_vocab is not None:
-            rows = rows[:max(vocab - base_vocab, 0)]  # rows padded for --embedding_size_multiple_of hold no token
+            rows = rows[: max(vocab - base_vocab, 0)]  # rows padded for --embedding_size_multiple_of hold no token
         if rows is not None and rows.shape[0]:
             new_rows[EMBEDDING_MODULES[kind]] = rows.clone().contiguous()
     if "output_embeddings" in new_rows and "input_embeddings" not in new_rows:
@@ -149,12 +155,16 @@ def _new_rows(name: str, tensor, config: dict, base_vocab: int | None, model: st
             indices = next((v for k, v in indices.items() if _embedding_kind(f"x.{k}.y") == kind), None)
         indices = list(indices or [])
         if base_vocab is None or indices != list(range(base_vocab, base_vocab + len(indices))):
-            raise UserError(f"--model {model}: trainable_token_indices {indices} retrain rows of the base vocabulary "
-                            f"(size {base_vocab}); vLLM can only add rows for new tokens after it")
+            raise UserError(
+                f"--model {model}: trainable_token_indices {indices} retrain rows of the base vocabulary "
+                f"(size {base_vocab}); vLLM can only add rows for new tokens after it"
+            )
         return tensor
     if base_vocab is None:
-        raise UserError(f"--model {model}: cannot tell the base model's vocabulary size to split out new rows; "
-                        "its config.json is not reachable")
+        raise UserError(
+            f"--model {model}: cannot tell the base model's vocabulary size to split out new rows; "
+            "its config.json is not reachable"
+        )
     if tensor.shape[0] <= base_vocab:
         return None  # no new rows: nothing for vLLM to add
     return tensor[base_vocab:]
@@ -181,9 +191,13 @@ def _base_vocab_size(src: Path, config: dict) -> int | None:
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="LoRA adapter directory to export (left unchanged).")
     parser.add_argument("--output_dir", required=True, help="New directory for the exported adapter.")
-    parser.add_argument("--vllm", action="store_true", required=True,
-                        help="Write vLLM's layout: only LoRA weights in adapter_model.safetensors, rows of added "
-                             "tokens in new_embeddings.safetensors.")
+    parser.add_argument(
+        "--vllm",
+        action="store_true",
+        required=True,
+        help="Write vLLM's layout: only LoRA weights in adapter_model.safetensors, rows of added "
+        "tokens in new_embeddings.safetensors.",
+    )
 
 
 def run(args) -> int:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuning_core.distributed import truthy, accelerator_available, read_yaml
+from tuning_core.distributed import accelerator_available, read_yaml, truthy
 from tuning_core.errors import ConfigError, UserError
 
 
@@ -37,9 +37,11 @@ class FsdpSettings:
         return self.sharding in ("FULL_SHARD", "reshard_after_forward=True")
 
     def summary(self) -> str:
-        lines = [f"{self.path}: FSDP{self.fsdp_version}, {self.sharding}, wrap {self.auto_wrap_policy}, "
-                 f"state dict {self.state_dict_type}, cpu_ram_efficient_loading={self.cpu_ram_efficient_loading}, "
-                 f"offload_params={self.offload_params}, mixed_precision={self.mixed_precision}"]
+        lines = [
+            f"{self.path}: FSDP{self.fsdp_version}, {self.sharding}, wrap {self.auto_wrap_policy}, "
+            f"state dict {self.state_dict_type}, cpu_ram_efficient_loading={self.cpu_ram_efficient_loading}, "
+            f"offload_params={self.offload_params}, mixed_precision={self.mixed_precision}"
+        ]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -80,8 +82,9 @@ def check_accelerate_config(path: str | Path, num_processes: int = 2) -> FsdpSet
         if key not in top:
             raise ConfigError(f"{path}: unknown accelerate setting '{key}'{_closest(key, top)}")
     if str(data.get("distributed_type", "")).upper() != "FSDP":
-        raise ConfigError(f"{path}: distributed_type is {data.get('distributed_type')!r}; an FSDP config needs "
-                          f"distributed_type: FSDP")
+        raise ConfigError(
+            f"{path}: distributed_type is {data.get('distributed_type')!r}; an FSDP config needs distributed_type: FSDP"
+        )
     fsdp = data.get("fsdp_config")
     if not isinstance(fsdp, dict) or not fsdp:
         raise ConfigError(f"{path}: distributed_type FSDP needs an fsdp_config mapping")
@@ -89,8 +92,9 @@ def check_accelerate_config(path: str | Path, num_processes: int = 2) -> FsdpSet
     for key in fsdp:
         full = key if key.startswith("fsdp") else "fsdp_" + key
         if full not in known:
-            raise ConfigError(f"{path}: fsdp_config has unknown key '{key}'{_closest(full, known)} "
-                              f"(accelerate would ignore it)")
+            raise ConfigError(
+                f"{path}: fsdp_config has unknown key '{key}'{_closest(full, known)} (accelerate would ignore it)"
+            )
     env = _launcher_env(path, num_processes)
     plugin = _plugin_from_env(path, env)
     return _settings(path, data, plugin, env, num_processes)
@@ -104,8 +108,17 @@ def _launcher_env(path: str, num_processes: int) -> dict[str, str]:
     from accelerate.utils.launch import prepare_multi_gpu_env
 
     args = launch_command_parser().parse_args(
-        ["--config_file", path, "--num_processes", str(num_processes), "--main_process_port", "29500",
-         "-m", "tuning_core.sft_trainer"])
+        [
+            "--config_file",
+            path,
+            "--num_processes",
+            str(num_processes),
+            "--main_process_port",
+            "29500",
+            "-m",
+            "tuning_core.sft_trainer",
+        ]
+    )
     quiet = _logging.getLogger("accelerate")
     level = quiet.level
     quiet.setLevel(_logging.ERROR)
@@ -113,8 +126,7 @@ def _launcher_env(path: str, num_processes: int) -> dict[str, str]:
         args, _defaults, _mp_from_config = _validate_launch_command(args)
         if not args.use_fsdp:
             raise ConfigError(f"{path}: accelerate does not read this file as an FSDP launch")
-        return {k: v for k, v in prepare_multi_gpu_env(args).items()
-                if k.startswith(("FSDP_", "ACCELERATE_"))}
+        return {k: v for k, v in prepare_multi_gpu_env(args).items() if k.startswith(("FSDP_", "ACCELERATE_"))}
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{path}: accelerate rejects it: {e}") from None
     finally:
@@ -151,21 +163,28 @@ def _settings(path: str, data: dict, plugin, env: dict[str, str], num_processes:
         sharding = f"reshard_after_forward={plugin.reshard_after_forward}"
     else:
         sharding = _name(plugin.sharding_strategy)
-    wrap = data["fsdp_config"].get("fsdp_auto_wrap_policy") or data["fsdp_config"].get("auto_wrap_policy") \
-        or "NO_WRAP"
+    wrap = data["fsdp_config"].get("fsdp_auto_wrap_policy") or data["fsdp_config"].get("auto_wrap_policy") or "NO_WRAP"
     settings = FsdpSettings(
-        path=path, fsdp_version=version, sharding=sharding, auto_wrap_policy=str(wrap),
+        path=path,
+        fsdp_version=version,
+        sharding=sharding,
+        auto_wrap_policy=str(wrap),
         state_dict_type=_name(plugin.state_dict_type),
         cpu_ram_efficient_loading=truthy(env.get("FSDP_CPU_RAM_EFFICIENT_LOADING")),
         offload_params=truthy(env.get("FSDP_OFFLOAD_PARAMS")),
-        mixed_precision=str(data.get("mixed_precision", "no")), num_processes=num_processes,
+        mixed_precision=str(data.get("mixed_precision", "no")),
+        num_processes=num_processes,
     )
     if str(wrap).upper() == "NO_WRAP":
-        settings.notes.append("NO_WRAP makes the whole model one FSDP unit: every parameter is gathered at once, "
-                              "so sharding saves little memory; use TRANSFORMER_BASED_WRAP")
+        settings.notes.append(
+            "NO_WRAP makes the whole model one FSDP unit: every parameter is gathered at once, "
+            "so sharding saves little memory; use TRANSFORMER_BASED_WRAP"
+        )
     if settings.state_dict_type != "FULL_STATE_DICT":
-        settings.notes.append(f"checkpoints are {settings.state_dict_type} (one part per process); tuning-core still "
-                              f"gathers full weights for save_model_dir")
+        settings.notes.append(
+            f"checkpoints are {settings.state_dict_type} (one part per process); tuning-core still "
+            f"gathers full weights for save_model_dir"
+        )
     if not settings.full_shard:
         settings.notes.append("not a full shard: each process keeps whole parameters between forward and backward")
     if version == 2:

@@ -56,8 +56,10 @@ def resolve_checkpoint(model: str, base_model_name_or_path: str | None = None) -
     config_file = path / ADAPTER_CONFIG
     if not config_file.is_file():
         if base_model_name_or_path:
-            raise UserError(f"--base_model_name_or_path only applies to adapters, and {model} has no "
-                            f"{ADAPTER_CONFIG} (it is a full model)")
+            raise UserError(
+                f"--base_model_name_or_path only applies to adapters, and {model} has no "
+                f"{ADAPTER_CONFIG} (it is a full model)"
+            )
         return Checkpoint(path=path, base=str(path), tokenizer=str(path))
     try:
         adapter_config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -71,22 +73,27 @@ def resolve_checkpoint(model: str, base_model_name_or_path: str | None = None) -
     if not Path(base).exists():
         if base_model_name_or_path:
             raise UserError(f"--base_model_name_or_path {base}: no such directory")
-        raise UserError(f"the adapter in {model} was trained on '{base}', which does not exist here; pass "
-                        "--base_model_name_or_path with the base model's location (nothing on disk is changed)")
-    return Checkpoint(path=path, base=str(base), tokenizer=str(path) if has_tokenizer else str(base),
-                      adapter_config=adapter_config)
+        raise UserError(
+            f"the adapter in {model} was trained on '{base}', which does not exist here; pass "
+            "--base_model_name_or_path with the base model's location (nothing on disk is changed)"
+        )
+    return Checkpoint(
+        path=path, base=str(base), tokenizer=str(path) if has_tokenizer else str(base), adapter_config=adapter_config
+    )
 
 
-def load_for_inference(model: str, base_model_name_or_path: str | None = None, torch_dtype: str = "auto",
-                       plugin_manager=None) -> LoadedForInference:
+def load_for_inference(
+    model: str, base_model_name_or_path: str | None = None, torch_dtype: str = "auto", plugin_manager=None
+) -> LoadedForInference:
     """Load ``model`` (adapter + base, or a full model) ready for ``generate``."""
     from tuning_core.config import make_config
     from tuning_core.plugins import call_first, get_plugin_manager
 
     ckpt = resolve_checkpoint(model, base_model_name_or_path)
     pm = plugin_manager or get_plugin_manager()
-    config = make_config(pm, model_name_or_path=ckpt.base, tokenizer_name_or_path=ckpt.tokenizer,
-                         torch_dtype=torch_dtype)
+    config = make_config(
+        pm, model_name_or_path=ckpt.base, tokenizer_name_or_path=ckpt.tokenizer, torch_dtype=torch_dtype
+    )
     loader, loaded = call_first(pm, "tuning_core_load_model", config=config, purpose="infer")
     if loaded is None:
         raise UserError(f"no plugin could load the model '{ckpt.base}'")
@@ -99,8 +106,7 @@ def load_for_inference(model: str, base_model_name_or_path: str | None = None, t
         try:
             model_obj = PeftModel.from_pretrained(model_obj, str(ckpt.path))
         except (OSError, ValueError, RuntimeError, KeyError) as e:
-            raise UserError(f"cannot load the adapter in {ckpt.path} onto '{ckpt.base}': "
-                            f"{first_line(e)}") from None
+            raise UserError(f"cannot load the adapter in {ckpt.path} onto '{ckpt.base}': {first_line(e)}") from None
         description += f" + {ckpt.peft_type or 'adapter'} from {ckpt.path}"
     if getattr(model_obj.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model_obj.config.pad_token_id = tokenizer.pad_token_id
@@ -130,8 +136,11 @@ def _saved_embedding_rows(model, adapter_dir: Path) -> int | None:
             if module is not None and candidate is module:
                 names.append(name)
     weights = _adapter_tensor_shapes(adapter_dir)
-    rows = [shape[0] for key, shape in weights.items()
-            if "lora_" not in key and key.endswith("weight") and any(f"{n}." in key for n in names)]
+    rows = [
+        shape[0]
+        for key, shape in weights.items()
+        if "lora_" not in key and key.endswith("weight") and any(f"{n}." in key for n in names)
+    ]
     return max(rows) if rows else None
 
 
@@ -159,10 +168,12 @@ def check_invocation(loaded: LoadedForInference, texts: list[str]) -> None:
     n = len(tokens)
     for i, text in enumerate(texts):
         ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not any(ids[j:j + n] == list(tokens) for j in range(len(ids) - n + 1)):
+        if not any(ids[j : j + n] == list(tokens) for j in range(len(ids) - n + 1)):
             invocation = loaded.tokenizer.decode(tokens)
-            raise UserError(f"input {i + 1} lacks the aLoRA invocation {invocation!r} (tokens {list(tokens)}): "
-                            "this adapter only acts after it; append it to the input")
+            raise UserError(
+                f"input {i + 1} lacks the aLoRA invocation {invocation!r} (tokens {list(tokens)}): "
+                "this adapter only acts after it; append it to the input"
+            )
 
 
 def _to_device(model) -> None:
@@ -187,8 +198,9 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int = 20, batch
         enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True).to(device)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Position ids are not supported")  # see _batches
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
         prompt_len = enc["input_ids"].shape[1]
         for row, i in enumerate(batch):
             keep = torch.cat([out[row, :prompt_len][enc["attention_mask"][row].bool()], out[row, prompt_len:]])
@@ -205,7 +217,7 @@ def _batches(model, tokenizer, texts: list[str], batch_size: int) -> list[list[i
     by_length: dict[int, list[int]] = {}
     for i, text in enumerate(texts):
         by_length.setdefault(len(tokenizer(text)["input_ids"]), []).append(i)
-    return [group[s:s + batch_size] for group in by_length.values() for s in range(0, len(group), batch_size)]
+    return [group[s : s + batch_size] for group in by_length.values() for s in range(0, len(group), batch_size)]
 
 
 def read_texts(text: str | None, text_file: str | None) -> list[str]:
@@ -231,21 +243,35 @@ def write_json(path: str, data) -> None:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="Tuned checkpoint: an adapter directory (LoRA or prompt "
-                                                       "tuning) or a full / merged model directory.")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="Tuned checkpoint: an adapter directory (LoRA or prompt tuning) or a full / merged model directory.",
+    )
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--text", help="One text to continue; \\n, \\t and \\\\ are read as a newline, a tab and "
-                                      "a backslash, as in the template flags.")
+    group.add_argument(
+        "--text",
+        help="One text to continue; \\n, \\t and \\\\ are read as a newline, a tab and "
+        "a backslash, as in the template flags.",
+    )
     group.add_argument("--text_file", help="A file with one text per line.")
     parser.add_argument("--max_new_tokens", type=_positive_int, default=20, help="Tokens to generate per text.")
-    parser.add_argument("--out_file", default="inference_result.json",
-                        help="JSON file for the results: a list of {\"input\", \"output\"}.")
-    parser.add_argument("--base_model_name_or_path", default=None,
-                        help="Base model for an adapter, instead of the one recorded in its adapter_config.json "
-                             "(the file is not modified).")
+    parser.add_argument(
+        "--out_file", default="inference_result.json", help='JSON file for the results: a list of {"input", "output"}.'
+    )
+    parser.add_argument(
+        "--base_model_name_or_path",
+        default=None,
+        help="Base model for an adapter, instead of the one recorded in its adapter_config.json "
+        "(the file is not modified).",
+    )
     parser.add_argument("--batch_size", type=_positive_int, default=8, help="Texts generated together.")
-    parser.add_argument("--torch_dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="Dtype to load the weights in (auto: float32 on CPU).")
+    parser.add_argument(
+        "--torch_dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="Dtype to load the weights in (auto: float32 on CPU).",
+    )
 
 
 def _positive_int(value: str) -> int:
@@ -269,6 +295,6 @@ def run(args) -> int:
     check_invocation(loaded, texts)
     print(f"loaded {loaded.description}")
     outputs = generate(loaded.model, loaded.tokenizer, texts, args.max_new_tokens, args.batch_size)
-    write_json(args.out_file, [{"input": t, "output": o} for t, o in zip(texts, outputs)])
+    write_json(args.out_file, [{"input": t, "output": o} for t, o in zip(texts, outputs, strict=False)])
     print(f"wrote {len(outputs)} result(s) to {args.out_file}")
     return 0

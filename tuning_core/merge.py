@@ -9,18 +9,27 @@ from tuning_core.errors import UserError, first_line
 from tuning_core.infer import PROMPT_LEARNING_TYPES, load_for_inference, resolve_checkpoint
 
 
-def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | None = None,
-                  plugin_manager=None, overwrite: bool = False) -> Path:
+def merge_adapter(
+    model: str,
+    output_dir: str,
+    base_model_name_or_path: str | None = None,
+    plugin_manager=None,
+    overwrite: bool = False,
+) -> Path:
     """Merge and save; the result appears in ``output_dir`` only once completely written."""
     ckpt = resolve_checkpoint(model, base_model_name_or_path)
     if not ckpt.is_adapter:
         raise UserError(f"--model {model} is not an adapter (no adapter_config.json); there is nothing to merge")
     if ckpt.peft_type in PROMPT_LEARNING_TYPES:
-        raise UserError(f"--model {model} is a {ckpt.peft_type} adapter: its virtual tokens cannot be merged "
-                        "into the weights; use 'tuning-core infer' with the adapter instead")
+        raise UserError(
+            f"--model {model} is a {ckpt.peft_type} adapter: its virtual tokens cannot be merged "
+            "into the weights; use 'tuning-core infer' with the adapter instead"
+        )
     if (ckpt.adapter_config or {}).get("alora_invocation_tokens"):
-        raise UserError(f"--model {model} is an Activated LoRA: it acts only after its invocation sequence, which "
-                        "merged weights cannot do; use 'tuning-core infer' with the adapter instead")
+        raise UserError(
+            f"--model {model} is an Activated LoRA: it acts only after its invocation sequence, which "
+            "merged weights cannot do; use 'tuning-core infer' with the adapter instead"
+        )
     out = Path(output_dir)
     for other in (ckpt.path, Path(ckpt.base)):
         if out.exists() and out.resolve() == other.resolve():
@@ -28,12 +37,13 @@ def merge_adapter(model: str, output_dir: str, base_model_name_or_path: str | No
     check_model_target(out, overwrite)
 
     # Merge in float32 for accuracy, then store in the base model's own dtype.
-    loaded = load_for_inference(model, base_model_name_or_path, torch_dtype="float32",
-                                plugin_manager=plugin_manager)
+    loaded = load_for_inference(model, base_model_name_or_path, torch_dtype="float32", plugin_manager=plugin_manager)
     peft_model = loaded.model
     if getattr(peft_model.get_base_model(), "gptq_format", None) is not None:
-        raise UserError(f"the base of {model} is a 4-bit GPTQ checkpoint: merging into packed weights is not "
-                        "supported; use 'tuning-core infer' with the adapter")
+        raise UserError(
+            f"the base of {model} is a 4-bit GPTQ checkpoint: merging into packed weights is not "
+            "supported; use 'tuning-core infer' with the adapter"
+        )
     base_dtype = _stored_dtype(Path(ckpt.base))
     try:
         merged = peft_model.merge_and_unload()
@@ -65,16 +75,19 @@ def _stored_dtype(base_dir: Path):
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="LoRA adapter directory to merge.")
     parser.add_argument("--output_dir", required=True, help="New directory for the merged model and tokenizer.")
-    parser.add_argument("--base_model_name_or_path", default=None,
-                        help="Base model to merge into, instead of the one recorded in adapter_config.json "
-                             "(the file is not modified).")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace a non-empty --output_dir (atomically: the old model stays until the new one "
-                             "is complete).")
+    parser.add_argument(
+        "--base_model_name_or_path",
+        default=None,
+        help="Base model to merge into, instead of the one recorded in adapter_config.json (the file is not modified).",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace a non-empty --output_dir (atomically: the old model stays until the new one is complete).",
+    )
 
 
 def run(args) -> int:
-    out = merge_adapter(args.model, args.output_dir, args.base_model_name_or_path,
-                        overwrite=args.overwrite)
+    out = merge_adapter(args.model, args.output_dir, args.base_model_name_or_path, overwrite=args.overwrite)
     print(f"merged {args.model} into a standalone model at {out}")
     return 0

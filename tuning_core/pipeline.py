@@ -9,8 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from tuning_core.banner import Banner
-from tuning_core.checkpoints import incomplete_checkpoints, is_complete, latest_complete_checkpoint, promote, \
-    staging_path
+from tuning_core.checkpoints import (
+    incomplete_checkpoints,
+    is_complete,
+    latest_complete_checkpoint,
+    promote,
+    staging_path,
+)
 from tuning_core.config import load_train_config
 from tuning_core.errors import UserError
 from tuning_core.plugin_api import RunContext
@@ -83,8 +88,11 @@ def prepare_model(config, pm, run: RunContext, banner: Banner) -> PreparedModel:
     if grown:
         banner.add("builtin.tokens", grown)
     if ensure_pad_token(model, tokenizer):
-        banner.add("core", f"pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); "
-                           f"embeddings {model.get_input_embeddings().weight.shape[0]} rows")
+        banner.add(
+            "core",
+            f"pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); "
+            f"embeddings {model.get_input_embeddings().weight.shape[0]} rows",
+        )
 
     t0 = time.perf_counter()
     from tuning_core.data import prepare_datasets
@@ -106,11 +114,11 @@ def prepare_model(config, pm, run: RunContext, banner: Banner) -> PreparedModel:
 def build_trainer(config, pm, run: RunContext, banner: Banner, prepared: PreparedModel):
     """The collator, sampler and callbacks plugins provide, around our TuningTrainer."""
     model, tokenizer, data, targs = prepared.model, prepared.tokenizer, prepared.data, config.training_args
-    collator_by, collator = call_first(pm, "tuning_core_data_collator", config=config, tokenizer=tokenizer,
-                                       model=model)
+    collator_by, collator = call_first(pm, "tuning_core_data_collator", config=config, tokenizer=tokenizer, model=model)
     banner.add(collator_by, f"collator {type(collator).__name__}")
-    sampler_by, spec = call_first(pm, "tuning_core_train_sampler", config=config, dataset=data.train,
-                                  training_args=targs)
+    sampler_by, spec = call_first(
+        pm, "tuning_core_train_sampler", config=config, dataset=data.train, training_args=targs
+    )
     if spec is not None:
         banner.add(sampler_by, f"{spec.kind} {spec.description or type(spec.sampler).__name__}")
     callbacks = []
@@ -124,12 +132,23 @@ def build_trainer(config, pm, run: RunContext, banner: Banner, prepared: Prepare
     from tuning_core.tuning_trainer import TuningTrainer
 
     trainer = TuningTrainer(
-        model=model, args=targs, train_dataset=data.train, eval_dataset=data.eval,
-        processing_class=tokenizer, data_collator=collator, callbacks=callbacks, sampler_spec=spec,
-        loss_replaced_by_plugin=prepared.loss_replaced, reduce_loss_sum=config.enable_reduce_loss_sum,
+        model=model,
+        args=targs,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=callbacks,
+        sampler_spec=spec,
+        loss_replaced_by_plugin=prepared.loss_replaced,
+        reduce_loss_sum=config.enable_reduce_loss_sum,
     )
-    banner.add("core", "loss: LM head on trained positions only" if trainer.trained_positions_only
-               else "loss: the model's own forward")
+    banner.add(
+        "core",
+        "loss: LM head on trained positions only"
+        if trainer.trained_positions_only
+        else "loss: the model's own forward",
+    )
     if config.enable_reduce_loss_sum:
         banner.add("core", "loss: summed over tokens (--enable_reduce_loss_sum), divided by gradient accumulation")
     return trainer
@@ -226,7 +245,8 @@ def _process_data_only(config) -> TrainResult:
 
     tokenizer = load_tokenizer(config)
     data = prepare_datasets(config, tokenizer)
-    save_processed(data, config.training_args.output_dir, config.num_train_dataset_shards,
-                   config.num_eval_dataset_shards)
+    save_processed(
+        data, config.training_args.output_dir, config.num_train_dataset_shards, config.num_eval_dataset_shards
+    )
     print(f"wrote {_data_line(data)} to {Path(config.training_args.output_dir) / 'train_dataset'}")
     return TrainResult(config=config)

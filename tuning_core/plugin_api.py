@@ -6,9 +6,10 @@ transformers at import time so `tuning-core plugins` stays fast: the helpers imp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
@@ -20,29 +21,29 @@ from tuning_core.hookspecs import PROJECT
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 __all__ = [
-    "hookimpl",
-    "ConfigError",
-    "DataError",
-    "UserError",
-    "first_line",
-    "resolve_dtype",
-    "resolve_attention",
-    "load_tokenizer",
-    "lora_config_from",
-    "convert_on_final_save",
-    "bundled_dataset_path",
-    "QuantizedLinear",
-    "LoadedModel",
-    "PatchReport",
-    "SamplerSpec",
     "CliCommand",
+    "ConfigError",
     "ControllerComponents",
-    "RunContext",
+    "DataError",
     "DataHandler",
     "HandlerContext",
-    "load_for_inference",
-    "generate_greedy",
+    "LoadedModel",
+    "PatchReport",
+    "QuantizedLinear",
+    "RunContext",
+    "SamplerSpec",
+    "UserError",
+    "bundled_dataset_path",
     "check_model_target",
+    "convert_on_final_save",
+    "first_line",
+    "generate_greedy",
+    "hookimpl",
+    "load_for_inference",
+    "load_tokenizer",
+    "lora_config_from",
+    "resolve_attention",
+    "resolve_dtype",
     "staged_model_dir",
 ]
 
@@ -138,6 +139,7 @@ class QuantizedLinear(Protocol):
 
 
 # --- helpers for plugins: documented in docs/plugins.md ("Plugin utilities"); imports stay inside.
+
 
 def resolve_dtype(name: str) -> Any:
     """The torch dtype for a ``--torch_dtype`` value; "auto" is bfloat16 (or float16) on a GPU, else float32."""

@@ -36,9 +36,11 @@ def missing_flag_message(flag: str) -> str | None:
 
 
 FLAGS_FILE = Path(__file__).with_name("plugin_flags.py")
-_HEADER = ('"""Which first-party plugin owns each flag (and alias), for the install hint when it is missing.\n\n'
-           "Generated from the plugins' config classes by `python -m tuning_core.plugin_hints --write`: do not "
-           'edit.\n"""\n\n')
+_HEADER = (
+    '"""Which first-party plugin owns each flag (and alias), for the install hint when it is missing.\n\n'
+    "Generated from the plugins' config classes by `python -m tuning_core.plugin_hints --write`: do not "
+    'edit.\n"""\n\n'
+)
 
 
 def owners_from_plugins() -> dict[str, str]:
@@ -70,8 +72,9 @@ def main(argv=None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m tuning_core.plugin_hints",
-                                     description="Regenerate the flag -> first-party plugin table.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tuning_core.plugin_hints", description="Regenerate the flag -> first-party plugin table."
+    )
     parser.add_argument("--write", action="store_true", help=f"rewrite {FLAGS_FILE} (else print it)")
     args = parser.parse_args(argv)
     text = render(owners_from_plugins())

@@ -90,8 +90,7 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
             module = ep.load()
         except Exception as e:  # any import failure must be loud, never a silent skip
             raise PluginLoadError(
-                f"plugin '{ep.name}' (distribution '{dist}' {version}) failed to load: "
-                f"{type(e).__name__}: {e}"
+                f"plugin '{ep.name}' (distribution '{dist}' {version}) failed to load: {type(e).__name__}: {e}"
             ) from e
         try:
             pm.register(module, name=ep.name)
@@ -101,8 +100,7 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
     if selected:
         missing = selected - set(infos)
         if missing:
-            raise PluginLoadError(
-                f"{ENV_FILTER} names plugins that are not installed: {', '.join(sorted(missing))}")
+            raise PluginLoadError(f"{ENV_FILTER} names plugins that are not installed: {', '.join(sorted(missing))}")
     if os.environ.get(ENV_TRACE, "") not in ("", "0"):
         trace_hook_calls(pm)
     return pm, infos

@@ -68,8 +68,7 @@ def check_unused_settings(config) -> None:
     method = str(getattr(config, "peft_method", "none")).lower() if config.has("peft_method") else None
     if method is None:
         return
-    owners = {name: type(section).__name__ for section in config._sections.values()
-              for name in _field_names(section)}
+    owners = {name: type(section).__name__ for section in config._sections.values() for name in _field_names(section)}
     for name, where in config.given.items():
         wanted = next((m for m, section in _METHOD_SECTIONS.items() if owners.get(name) == section), None)
         if wanted is None or wanted == method:

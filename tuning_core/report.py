@@ -42,8 +42,12 @@ def read_logs(path: Path) -> TrainingLogs:
             try:
                 row = json.loads(line)
                 data = row["data"]
-                point = Point(int(data["step"]), float(data.get("epoch") or 0.0), float(data["value"]),
-                              _timestamp(data.get("timestamp")))
+                point = Point(
+                    int(data["step"]),
+                    float(data.get("epoch") or 0.0),
+                    float(data["value"]),
+                    _timestamp(data.get("timestamp")),
+                )
             except (ValueError, KeyError, TypeError):
                 skipped += 1
                 continue
@@ -70,9 +74,11 @@ def summarize(logs: TrainingLogs) -> str:
             lines.append(f"{label}: no values logged")
             continue
         best = min(points, key=lambda p: p.value)
-        lines.append(f"{label}: {len(points)} values over steps {points[0].step}-{points[-1].step}; "
-                     f"first {points[0].value:.4f}, last {points[-1].value:.4f}, "
-                     f"min {best.value:.4f} at step {best.step}")
+        lines.append(
+            f"{label}: {len(points)} values over steps {points[0].step}-{points[-1].step}; "
+            f"first {points[0].value:.4f}, last {points[-1].value:.4f}, "
+            f"min {best.value:.4f} at step {best.step}"
+        )
     all_points = logs.training + logs.validation
     if all_points:
         lines.insert(0, f"steps: {max(p.step for p in all_points)} (epoch {max(p.epoch for p in all_points):g})")
@@ -85,7 +91,7 @@ def summarize(logs: TrainingLogs) -> str:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
@@ -100,11 +106,23 @@ def plot(logs: TrainingLogs, out_png: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     try:
         if logs.training:
-            ax.plot([p.step for p in logs.training], [p.value for p in logs.training], color="tab:blue",
-                    label="training loss", linewidth=1.5)
+            ax.plot(
+                [p.step for p in logs.training],
+                [p.value for p in logs.training],
+                color="tab:blue",
+                label="training loss",
+                linewidth=1.5,
+            )
         if logs.validation:
-            ax.plot([p.step for p in logs.validation], [p.value for p in logs.validation], color="tab:orange",
-                    label="validation loss", linewidth=1.5, marker="o", markersize=4)
+            ax.plot(
+                [p.step for p in logs.validation],
+                [p.value for p in logs.validation],
+                color="tab:orange",
+                label="validation loss",
+                linewidth=1.5,
+                marker="o",
+                markersize=4,
+            )
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_title(title)
@@ -121,8 +139,10 @@ def make_report(output_dir: str, out_png: str | None = None, log_file: str = LOG
     root = Path(output_dir)
     log_path = root / log_file
     if not log_path.is_file():
-        raise UserError(f"no {log_file} in {output_dir}; pass the --output_dir of a training run"
-                        + ("" if log_file != LOG_FILE else " (and --training_logs_filename if it named another file)"))
+        raise UserError(
+            f"no {log_file} in {output_dir}; pass the --output_dir of a training run"
+            + ("" if log_file != LOG_FILE else " (and --training_logs_filename if it named another file)")
+        )
     logs = read_logs(log_path)
     if not logs.training and not logs.validation:
         raise UserError(f"{log_path} holds no training or validation loss values")
@@ -136,8 +156,11 @@ def make_report(output_dir: str, out_png: str | None = None, log_file: str = LOG
 def add_arguments(parser) -> None:
     parser.add_argument("output_dir", help="The --output_dir of a training run (holds training_logs.jsonl).")
     parser.add_argument("--out", default=None, help="PNG file to write (default: OUTPUT_DIR/loss_curves.png).")
-    parser.add_argument("--training_logs_filename", default=LOG_FILE,
-                        help=f"The log's file name, if the run was given one (default: {LOG_FILE}).")
+    parser.add_argument(
+        "--training_logs_filename",
+        default=LOG_FILE,
+        help=f"The log's file name, if the run was given one (default: {LOG_FILE}).",
+    )
 
 
 def run(args) -> int:

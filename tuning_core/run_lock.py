@@ -37,8 +37,10 @@ def output_dir_lock(output_dir: str, enabled: bool = True):
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ConfigError(f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to "
-                              f"finish or choose another --output_dir") from None
+            raise ConfigError(
+                f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to "
+                f"finish or choose another --output_dir"
+            ) from None
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

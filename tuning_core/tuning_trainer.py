@@ -51,10 +51,12 @@ class TuningTrainer(SFTTrainer):
             inputs = restrict_to_trained_positions(inputs)
         if self.reduce_loss_sum and "labels" in inputs:
             # The model's loss sums over tokens and divides by num_items_in_batch: 1 leaves the plain sum.
-            return Trainer.compute_loss(self, model, {**inputs, "num_items_in_batch": 1},
-                                        return_outputs=return_outputs, num_items_in_batch=None)
-        return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
-                                    num_items_in_batch=num_items_in_batch)
+            return Trainer.compute_loss(
+                self, model, {**inputs, "num_items_in_batch": 1}, return_outputs=return_outputs, num_items_in_batch=None
+            )
+        return Trainer.compute_loss(
+            self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         return Trainer.prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
@@ -72,11 +74,16 @@ class TuningTrainer(SFTTrainer):
         if spec.kind == "batch_sampler":
             batching = dict(batch_sampler=spec.sampler)
         else:
-            batching = dict(sampler=spec.sampler, batch_size=self._train_batch_size,
-                            drop_last=self.args.dataloader_drop_last)
-        loader = EpochAwareLoader(self.train_dataset, collate_fn=self.data_collator,
-                                  num_workers=self.args.dataloader_num_workers,
-                                  pin_memory=self.args.dataloader_pin_memory, **batching)
+            batching = dict(
+                sampler=spec.sampler, batch_size=self._train_batch_size, drop_last=self.args.dataloader_drop_last
+            )
+        loader = EpochAwareLoader(
+            self.train_dataset,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            **batching,
+        )
         # A per-rank sampler already picked this process's share: sharding again would drop most of it.
         return loader if spec.per_rank else self.accelerator.prepare(loader)
 
@@ -120,7 +127,8 @@ class SaveError(UserError):
         reason = getattr(cause, "strerror", None) or (str(cause).splitlines() or [type(cause).__name__])[0]
         super().__init__(
             f"saving {target} failed ({reason}); it is incomplete and will not be resumed from; "
-            + (f"the last intact checkpoint is {intact}" if intact else "no intact checkpoint is left"))
+            + (f"the last intact checkpoint is {intact}" if intact else "no intact checkpoint is left")
+        )
 
 
 class EpochAwareLoader(DataLoader):

@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 
 
-
 def _encode(tokenizer, texts, length):
     pad = tokenizer.eos_token_id
     rows = []
     for text in texts:
         ids = tokenizer(text)["input_ids"][:length]
-        rows.append({
-            "input_ids": ids + [pad] * (length - len(ids)),
-            "attention_mask": [1] * len(ids) + [0] * (length - len(ids)),
-            "labels": ids + [-100] * (length - len(ids)),
-        })
+        rows.append(
+            {
+                "input_ids": ids + [pad] * (length - len(ids)),
+                "attention_mask": [1] * len(ids) + [0] * (length - len(ids)),
+                "labels": ids + [-100] * (length - len(ids)),
+            }
+        )
     return rows
 
 
@@ -68,15 +69,30 @@ def run_controlled(tiny_llama, controller_data, tmp_path):
         cfg.write_text(yaml_text)
         plan = load_plan(str(cfg), components or builtin_components())
         callback = TrainerControllerCallback(plan)
-        args = dict(output_dir=str(tmp_path / "out"), max_steps=max_steps, per_device_train_batch_size=4,
-                    learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-                    disable_tqdm=True, seed=0, lr_scheduler_type="constant", eval_strategy="no")
+        args = dict(
+            output_dir=str(tmp_path / "out"),
+            max_steps=max_steps,
+            per_device_train_batch_size=4,
+            learning_rate=1e-2,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=0,
+            lr_scheduler_type="constant",
+            eval_strategy="no",
+        )
         args.update(overrides)
         model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-        trainer = Trainer(model=model, args=TrainingArguments(**args), train_dataset=train_ds,
-                          eval_dataset=eval_ds if args["eval_strategy"] != "no" else None, callbacks=[callback])
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(**args),
+            train_dataset=train_ds,
+            eval_dataset=eval_ds if args["eval_strategy"] != "no" else None,
+            callbacks=[callback],
+        )
         trainer.train()
         return trainer, callback
 
     return run
-

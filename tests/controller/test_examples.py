@@ -4,6 +4,7 @@ The assertions are computed from what the run logged (training_logs.jsonl), so
 they check the controller's decision, not a remembered number.
 """
 
+import itertools
 import json
 from pathlib import Path
 
@@ -23,14 +24,38 @@ def train(tiny_llama, twitter_data, tmp_path, builtin_plugins_only):
 
     def run(example: str, max_steps: int, *extra: str):
         out = tmp_path / "out"
-        result = run_training([
-            "--model_name_or_path", str(tiny_llama), "--training_data_path", str(twitter_data),
-            "--output_dir", str(out), "--response_template", "\n### Label:", "--dataset_text_field", "output",
-            "--per_device_train_batch_size", "4", "--logging_steps", "1", "--learning_rate", "1e-2",
-            "--lr_scheduler_type", "constant", "--save_strategy", "no", "--max_steps", str(max_steps),
-            "--trainer_controller_config_file", str(EXAMPLES / example), *extra])
-        (callback,) = [cb for cb in result.trainer.callback_handler.callbacks
-                       if isinstance(cb, TrainerControllerCallback)]
+        result = run_training(
+            [
+                "--model_name_or_path",
+                str(tiny_llama),
+                "--training_data_path",
+                str(twitter_data),
+                "--output_dir",
+                str(out),
+                "--response_template",
+                "\n### Label:",
+                "--dataset_text_field",
+                "output",
+                "--per_device_train_batch_size",
+                "4",
+                "--logging_steps",
+                "1",
+                "--learning_rate",
+                "1e-2",
+                "--lr_scheduler_type",
+                "constant",
+                "--save_strategy",
+                "no",
+                "--max_steps",
+                str(max_steps),
+                "--trainer_controller_config_file",
+                str(EXAMPLES / example),
+                *extra,
+            ]
+        )
+        (callback,) = [
+            cb for cb in result.trainer.callback_handler.callbacks if isinstance(cb, TrainerControllerCallback)
+        ]
         return result.trainer.state.global_step, callback, out
 
     return run
@@ -53,13 +78,25 @@ def test_early_stop_on_rising_eval_loss(train, tmp_path, twitter_data):
     # Validation labels the model never sees in training: their loss rises as it learns the real labels.
     rows = [json.loads(line) for line in Path(twitter_data).read_text().splitlines()[:8]]
     val = tmp_path / "val.jsonl"
-    val.write_text("".join(json.dumps({"output": r["output"].split("### Label:")[0] + "### Label: purple elephant"})
-                           + "\n" for r in rows))
-    step, callback, out = train("early-stop-on-rising-eval-loss.yaml", 20, "--validation_data_path", str(val),
-                                "--eval_strategy", "steps", "--eval_steps", "2")
+    val.write_text(
+        "".join(
+            json.dumps({"output": r["output"].split("### Label:")[0] + "### Label: purple elephant"}) + "\n"
+            for r in rows
+        )
+    )
+    step, callback, out = train(
+        "early-stop-on-rising-eval-loss.yaml",
+        20,
+        "--validation_data_path",
+        str(val),
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+    )
     evals = logged(out, "validation_loss")
     patience, expected = Patience(1), None
-    for (_, previous), (s, current) in zip(evals, evals[1:]):
+    for (_, previous), (s, current) in itertools.pairwise(evals):
         if patience.should_act(current > previous):
             expected = s
             break
@@ -79,9 +116,9 @@ def test_save_when_loss_crosses_threshold(train, caplog):
     import logging
 
     caplog.set_level(logging.WARNING, logger="tuning_core.controller")
-    step, callback, out = train("save-when-loss-crosses-threshold.yaml", 8)
+    step, _callback, out = train("save-when-loss-crosses-threshold.yaml", 8)
     losses = logged(out, "training_loss")
-    crossings = [s for (_, a), (s, b) in zip(losses, losses[1:]) if a >= 3.0 > b]
+    crossings = [s for (_, a), (s, b) in itertools.pairwise(losses) if a >= 3.0 > b]
     assert crossings, f"precondition: the loss must cross 3.0: {losses}"
     assert step == 8  # saving does not stop training
     assert checkpoint_steps(out) == crossings  # --save_strategy no: only the controller saved

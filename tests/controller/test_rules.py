@@ -4,35 +4,41 @@ import pytest
 
 from tuning_core.controller.rules import MetricUnavailable, RuleRuntimeError, RuleSyntaxError, compile_rule
 
-WINDOW = {"training_loss": {"loss": [3.0, 2.5, 2.7], "steps": [1, 2, 3], "epoch": [0.1, 0.2, 0.3]},
-          "metrics": {}, "window_size": 3}
+WINDOW = {
+    "training_loss": {"loss": [3.0, 2.5, 2.7], "steps": [1, 2, 3], "epoch": [0.1, 0.2, 0.3]},
+    "metrics": {},
+    "window_size": 3,
+}
 
 
 def ev(text, **values):
     return compile_rule(text).evaluate(values)
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("loss < 1.0", False),
-    ("loss >= 2 and step % 5 == 0", True),
-    ("not (loss > 2) or step == 10", True),
-    ("1 < loss < 3", True),
-    ("abs(loss - 2.5) <= 0.0001", True),
-    ("(loss * 2 + 1) / 3 == 2.0", True),
-    ("loss ** 2 > 6", True),
-    ("step // 3 == 3", True),
-    ("-loss < 0", True),
-    ("w['training_loss']['loss'][-1] > w['training_loss']['loss'][0]", False),
-    ("w['training_loss']['loss'][-1] > min(w['training_loss']['loss'][:-1])", True),
-    ("len(w['training_loss']['loss']) == w['window_size']", True),
-    ("sum(w['training_loss']['loss']) / len(w['training_loss']['loss']) > 2.7", True),
-    ("max(w['training_loss']['loss'][1:]) == 2.7", True),
-    ("w.training_loss.loss[0] == 3.0", True),  # dict-key shorthand, as fms-hf-tuning rules allow
-    ("'loss' in w['training_loss']", True),
-    ("step in [1, 2, 10]", True),
-    ("True", True),
-    ("loss if step > 5 else 0", None),  # non-bool: checked below
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("loss < 1.0", False),
+        ("loss >= 2 and step % 5 == 0", True),
+        ("not (loss > 2) or step == 10", True),
+        ("1 < loss < 3", True),
+        ("abs(loss - 2.5) <= 0.0001", True),
+        ("(loss * 2 + 1) / 3 == 2.0", True),
+        ("loss ** 2 > 6", True),
+        ("step // 3 == 3", True),
+        ("-loss < 0", True),
+        ("w['training_loss']['loss'][-1] > w['training_loss']['loss'][0]", False),
+        ("w['training_loss']['loss'][-1] > min(w['training_loss']['loss'][:-1])", True),
+        ("len(w['training_loss']['loss']) == w['window_size']", True),
+        ("sum(w['training_loss']['loss']) / len(w['training_loss']['loss']) > 2.7", True),
+        ("max(w['training_loss']['loss'][1:]) == 2.7", True),
+        ("w.training_loss.loss[0] == 3.0", True),  # dict-key shorthand, as fms-hf-tuning rules allow
+        ("'loss' in w['training_loss']", True),
+        ("step in [1, 2, 10]", True),
+        ("True", True),
+        ("loss if step > 5 else 0", None),  # non-bool: checked below
+    ],
+)
 def test_evaluates_like_python(text, expected):
     values = {"loss": 2.5, "step": 10, "w": WINDOW}
     if expected is None:
@@ -51,28 +57,31 @@ def test_names_are_the_metrics_read():
     assert rule.names == {"a", "b", "c", "d"}
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("__import__('os').system('true')", "only these functions"),
-    ("loss.__class__", "not allowed"),
-    ("loss._private", "not allowed"),
-    ("_hidden > 1", "not allowed"),
-    ("input('password')", "only these functions"),
-    ("open('/etc/passwd')", "only these functions"),
-    ("loss.bit_length() > 1", "only these functions"),
-    ("[x for x in loss]", "comprehension"),
-    ("(lambda: 1)() == 1", "lambda|only these functions"),
-    ("{1: 2}[1] == 2", "dict literal"),
-    ("f'{loss}' == '1'", "f-string"),
-    ("(x := 1) == 1", "':='"),
-    ("2 + 2", "not a condition"),
-    ("4", "not a condition"),
-    ("len < 3", "can only be called"),
-    ("max(*loss) > 1", "positional"),
-    ("loss >", "invalid syntax"),
-    ("", "non-empty"),
-    ("x == 1; import os", "invalid syntax"),
-    ("b'x' == 1", "not allowed"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("__import__('os').system('true')", "only these functions"),
+        ("loss.__class__", "not allowed"),
+        ("loss._private", "not allowed"),
+        ("_hidden > 1", "not allowed"),
+        ("input('password')", "only these functions"),
+        ("open('/etc/passwd')", "only these functions"),
+        ("loss.bit_length() > 1", "only these functions"),
+        ("[x for x in loss]", "comprehension"),
+        ("(lambda: 1)() == 1", "lambda|only these functions"),
+        ("{1: 2}[1] == 2", "dict literal"),
+        ("f'{loss}' == '1'", "f-string"),
+        ("(x := 1) == 1", "':='"),
+        ("2 + 2", "not a condition"),
+        ("4", "not a condition"),
+        ("len < 3", "can only be called"),
+        ("max(*loss) > 1", "positional"),
+        ("loss >", "invalid syntax"),
+        ("", "non-empty"),
+        ("x == 1; import os", "invalid syntax"),
+        ("b'x' == 1", "not allowed"),
+    ],
+)
 def test_refuses_unsafe_or_malformed_rules(text, reason):
     with pytest.raises(RuleSyntaxError, match=reason):
         compile_rule(text)

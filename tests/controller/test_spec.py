@@ -38,41 +38,69 @@ def test_good_config_compiles(tmp_path):
     assert set(plan.operations) >= {"hfcontrols", "logcontrol"}  # defaults need no declaration
 
 
-@pytest.mark.parametrize("edit,needle", [
-    (("rule: training_loss[\"loss\"] < 1.0", "rule: training_loss[\"loss\"] <"),
-     "controller 'stop_low_loss': bad rule: invalid syntax"),
-    (("rule: training_loss[\"loss\"] < 1.0", "rule: __import__('os').system('clear')"),
-     "controller 'stop_low_loss': bad rule: only these functions"),
-    (("rule: training_loss[\"loss\"] < 1.0", "rule: training_loss.__class__ == 1"),
-     "controller 'stop_low_loss': bad rule: access to '__class__'"),
-    (("rule: training_loss[\"loss\"] < 1.0", "rule: eval_loss < 1.0"),
-     "controller 'stop_low_loss': the rule uses 'eval_loss', which is not a metric defined under "
-     "controller_metrics (defined: training_loss)"),
-    (("rule: training_loss[\"loss\"] < 1.0", "rule: '2 + 2'"),
-     "controller 'stop_low_loss': bad rule: the rule '2 + 2' is not a condition"),
-    (("hfcontrols.should_training_stop", "missingop.should_training_stop"),
-     "controller 'stop_low_loss': unknown operation 'missingop'"),
-    (("hfcontrols.should_training_stop", "hfcontrols.missingaction"),
-     "controller 'stop_low_loss': operation 'hfcontrols' has no action 'missingaction'"),
-    (("hfcontrols.should_training_stop", "should_training_stop"),
-     "must look like <operation>.<action>"),
-    (("[on_log]", "[log_it_all]"), "controller 'stop_low_loss': unknown trigger 'log_it_all'"),
-    (("class: Loss", "class: MissingMetricClass"),
-     "metric 'training_loss': unknown class 'MissingMetricClass'; available: EvalMetrics, HistoryBasedMetric"),
-    (("    triggers:", "    trigger:"), "controller 'stop_low_loss': unknown key 'trigger'"),
-    (("    rule:", "    patience: {patience_threshold: -1}\n    rule:"),
-     "controller 'stop_low_loss': patience_threshold must be a whole number"),
-    (("    rule:", "    patience: {patience_threshold: 2, mode: sometimes}\n    rule:"),
-     "patience mode must be one of reset_on_failure, no_reset_on_failure"),
-    (("    rule:", "    config: {trigger_log_level: loud}\n    rule:"), "trigger_log_level must be"),
-    (("class: Loss", "class: Loss\n    arguments: {window_size: 3}"),
-     "metric 'training_loss': bad arguments for Loss"),
-    (("class: Loss", "class: HistoryBasedMetric\n    arguments: {window_size: 0}"),
-     "metric 'training_loss': HistoryBasedMetric: window_size must be a positive integer or -1"),
-    (("class: Loss", "class: EvalMetrics\n    arguments: {source_event: on_incorrect_event}"),
-     "source_event must be on_evaluate or on_predict"),
-    (("name: training_loss", "name: len"), "metric 'len': 'len' is reserved"),
-])
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (
+            ('rule: training_loss["loss"] < 1.0', 'rule: training_loss["loss"] <'),
+            "controller 'stop_low_loss': bad rule: invalid syntax",
+        ),
+        (
+            ('rule: training_loss["loss"] < 1.0', "rule: __import__('os').system('clear')"),
+            "controller 'stop_low_loss': bad rule: only these functions",
+        ),
+        (
+            ('rule: training_loss["loss"] < 1.0', "rule: training_loss.__class__ == 1"),
+            "controller 'stop_low_loss': bad rule: access to '__class__'",
+        ),
+        (
+            ('rule: training_loss["loss"] < 1.0', "rule: eval_loss < 1.0"),
+            "controller 'stop_low_loss': the rule uses 'eval_loss', which is not a metric defined under "
+            "controller_metrics (defined: training_loss)",
+        ),
+        (
+            ('rule: training_loss["loss"] < 1.0', "rule: '2 + 2'"),
+            "controller 'stop_low_loss': bad rule: the rule '2 + 2' is not a condition",
+        ),
+        (
+            ("hfcontrols.should_training_stop", "missingop.should_training_stop"),
+            "controller 'stop_low_loss': unknown operation 'missingop'",
+        ),
+        (
+            ("hfcontrols.should_training_stop", "hfcontrols.missingaction"),
+            "controller 'stop_low_loss': operation 'hfcontrols' has no action 'missingaction'",
+        ),
+        (("hfcontrols.should_training_stop", "should_training_stop"), "must look like <operation>.<action>"),
+        (("[on_log]", "[log_it_all]"), "controller 'stop_low_loss': unknown trigger 'log_it_all'"),
+        (
+            ("class: Loss", "class: MissingMetricClass"),
+            "metric 'training_loss': unknown class 'MissingMetricClass'; available: EvalMetrics, HistoryBasedMetric",
+        ),
+        (("    triggers:", "    trigger:"), "controller 'stop_low_loss': unknown key 'trigger'"),
+        (
+            ("    rule:", "    patience: {patience_threshold: -1}\n    rule:"),
+            "controller 'stop_low_loss': patience_threshold must be a whole number",
+        ),
+        (
+            ("    rule:", "    patience: {patience_threshold: 2, mode: sometimes}\n    rule:"),
+            "patience mode must be one of reset_on_failure, no_reset_on_failure",
+        ),
+        (("    rule:", "    config: {trigger_log_level: loud}\n    rule:"), "trigger_log_level must be"),
+        (
+            ("class: Loss", "class: Loss\n    arguments: {window_size: 3}"),
+            "metric 'training_loss': bad arguments for Loss",
+        ),
+        (
+            ("class: Loss", "class: HistoryBasedMetric\n    arguments: {window_size: 0}"),
+            "metric 'training_loss': HistoryBasedMetric: window_size must be a positive integer or -1",
+        ),
+        (
+            ("class: Loss", "class: EvalMetrics\n    arguments: {source_event: on_incorrect_event}"),
+            "source_event must be on_evaluate or on_predict",
+        ),
+        (("name: training_loss", "name: len"), "metric 'len': 'len' is reserved"),
+    ],
+)
 def test_mistakes_name_the_culprit(tmp_path, edit, needle):
     old, new = edit
     assert old in GOOD
@@ -87,7 +115,8 @@ def test_mistakes_name_the_culprit(tmp_path, edit, needle):
 
 def test_operation_arguments_are_checked(tmp_path):
     text = GOOD.replace("operations: [hfcontrols.should_training_stop]", "operations: [say.should_log]") + (
-        "operations:\n  - name: say\n    class: LogControl\n    arguments: {log_format: '{args.__class__}'}\n")
+        "operations:\n  - name: say\n    class: LogControl\n    arguments: {log_format: '{args.__class__}'}\n"
+    )
     with pytest.raises(ConfigError, match="operation 'say'.*private attribute"):
         load(tmp_path, text)
     text = text.replace("'{args.__class__}'", "x, log_level: chatty")
@@ -116,11 +145,20 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 
 def test_old_hyphenated_keys_are_accepted():
-    plan = plan_from_dict({
-        "controller-metrics": [{"name": "w", "class": "HistoryBasedMetric", "arguments": {"window-size": 2}}],
-        "controllers": [{"name": "c", "triggers": ["on_log"], "rule": "len(w['training_loss']['loss']) == 2",
-                         "operations": ["hfcontrols.should_training_stop"]}],
-    }, builtin_components())
+    plan = plan_from_dict(
+        {
+            "controller-metrics": [{"name": "w", "class": "HistoryBasedMetric", "arguments": {"window-size": 2}}],
+            "controllers": [
+                {
+                    "name": "c",
+                    "triggers": ["on_log"],
+                    "rule": "len(w['training_loss']['loss']) == 2",
+                    "operations": ["hfcontrols.should_training_stop"],
+                }
+            ],
+        },
+        builtin_components(),
+    )
     assert plan.new_metrics()["w"].window_size == 2
 
 
@@ -143,8 +181,9 @@ def test_events_and_control_flags_match_transformers():
     from tuning_core.controller.operations import TRAINER_CONTROL_FLAGS
 
     assert set(TRAINER_EVENTS) == {m for m in dir(TrainerCallback) if m.startswith("on_")}
-    assert set(TRAINER_CONTROL_FLAGS) == {f.name for f in dataclasses.fields(TrainerControl)
-                                          if f.name.startswith("should_")}
+    assert set(TRAINER_CONTROL_FLAGS) == {
+        f.name for f in dataclasses.fields(TrainerControl) if f.name.startswith("should_")
+    }
 
 
 def test_validate_hook_rejects_bad_file_before_training(tmp_path, builtin_plugins_only):
@@ -153,7 +192,7 @@ def test_validate_hook_rejects_bad_file_before_training(tmp_path, builtin_plugin
     from tuning_core.plugin_api import RunContext
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text(GOOD.replace("training_loss[\"loss\"] < 1.0", "training_los[\"loss\"] < 1.0"))
+    bad.write_text(GOOD.replace('training_loss["loss"] < 1.0', 'training_los["loss"] < 1.0'))
     config = make_config(trainer_controller_config_file=str(bad))
     with pytest.raises(ConfigError, match="controller 'stop_low_loss'.*'training_los'"):
         plugin.tuning_core_validate_config(config)
@@ -168,15 +207,27 @@ def test_validate_hook_rejects_bad_file_before_training(tmp_path, builtin_plugin
     assert plugin.tuning_core_trainer_callbacks(make_config(), RunContext(output_dir=str(tmp_path))) == []
 
 
-def test_train_cli_rejects_bad_controller_before_loading(tmp_path, tiny_llama, twitter_data, builtin_plugins_only,
-                                                         capsys):
+def test_train_cli_rejects_bad_controller_before_loading(
+    tmp_path, tiny_llama, twitter_data, builtin_plugins_only, capsys
+):
     from tuning_core.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("[on_log]", "[on_lgo]"))
     out = tmp_path / "out"
-    rc = main(["train", "--model_name_or_path", str(tiny_llama), "--training_data_path", str(twitter_data),
-               "--output_dir", str(out), "--trainer_controller_config_file", str(bad)])
+    rc = main(
+        [
+            "train",
+            "--model_name_or_path",
+            str(tiny_llama),
+            "--training_data_path",
+            str(twitter_data),
+            "--output_dir",
+            str(out),
+            "--trainer_controller_config_file",
+            str(bad),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == ConfigError.exit_code
     assert "controller 'stop_low_loss': unknown trigger 'on_lgo'" in err and "Traceback" not in err

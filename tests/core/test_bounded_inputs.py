@@ -24,24 +24,49 @@ def test_giant_jsonl_line_is_refused_quickly(tiny_llama, tmp_path, capfd):
         f.write(json.dumps({"output": "fine"}) + "\n")
         f.write('{"output": "' + "x" * (MAX_JSONL_LINE_BYTES + 10) + '"}\n')
     start = time.perf_counter()
-    code, _, err = _cli(capfd, "data", "preview", "--model_name_or_path", tiny_llama, "--training_data_path", data,
-                        "--dataset_text_field", "output")
+    code, _, err = _cli(
+        capfd,
+        "data",
+        "preview",
+        "--model_name_or_path",
+        tiny_llama,
+        "--training_data_path",
+        data,
+        "--dataset_text_field",
+        "output",
+    )
     assert code == 1 and "line 2 is longer than 16 MiB" in err and "Traceback" not in err
     assert time.perf_counter() - start < 30
 
 
-@pytest.mark.parametrize("template,expected", [
-    ("{{ 'a' * 50000000 }}{{output}}", "builds a value of 50,000,000 items"),
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{{output}}",
-     "loops more than 100,000 times"),
-    ("{% for i in range(3000) %}{{ 'b' * 3000 }}{% endfor %}{{output}}", "rendered text is longer than"),
-    ("{{ 9 ** 999999999 }}{{output}}", "power above 64"),
-])
+@pytest.mark.parametrize(
+    "template,expected",
+    [
+        ("{{ 'a' * 50000000 }}{{output}}", "builds a value of 50,000,000 items"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{{output}}",
+            "loops more than 100,000 times",
+        ),
+        ("{% for i in range(3000) %}{{ 'b' * 3000 }}{% endfor %}{{output}}", "rendered text is longer than"),
+        ("{{ 9 ** 999999999 }}{{output}}", "power above 64"),
+    ],
+)
 def test_formatter_template_caps(template, expected, tiny_llama, twitter_data, tmp_path, capfd):
     start = time.perf_counter()
-    code, _, err = _cli(capfd, "data", "preview", "--model_name_or_path", tiny_llama, "--training_data_path",
-                        twitter_data, "--data_formatter_template", template, "--response_template", "x",
-                        "--skip_missing_response_template")
+    code, _, err = _cli(
+        capfd,
+        "data",
+        "preview",
+        "--model_name_or_path",
+        tiny_llama,
+        "--training_data_path",
+        twitter_data,
+        "--data_formatter_template",
+        template,
+        "--response_template",
+        "x",
+        "--skip_missing_response_template",
+    )
     assert code == 1 and expected in err and err.count("\n") == 1, err[-2000:]
     assert time.perf_counter() - start < 30
 
@@ -51,11 +76,13 @@ def test_log_format_width_is_capped(tmp_path):
     from tuning_core.errors import ConfigError
 
     spec = tmp_path / "c.yaml"
-    spec.write_text("controller_metrics:\n  - name: state\n    class: TrainingState\n"
-                    "operations:\n  - name: say\n    class: LogControl\n"
-                    "    arguments: {log_format: '{state.global_step:>200000000}'}\n"
-                    "controllers:\n  - name: c\n    triggers: [on_log]\n    rule: 'True'\n"
-                    "    operations: [say.should_log]\n")
+    spec.write_text(
+        "controller_metrics:\n  - name: state\n    class: TrainingState\n"
+        "operations:\n  - name: say\n    class: LogControl\n"
+        "    arguments: {log_format: '{state.global_step:>200000000}'}\n"
+        "controllers:\n  - name: c\n    triggers: [on_log]\n    rule: 'True'\n"
+        "    operations: [say.should_log]\n"
+    )
     with pytest.raises(ConfigError, match="width or precision over 1000"):
         load_plan(str(spec), builtin_components())
 
@@ -115,8 +142,9 @@ def test_data_cache_clear_command(tmp_path, monkeypatch, capfd):
 
 def test_infer_text_reads_backslash_n_as_a_newline(tiny_llama, tmp_path, capfd):
     out = tmp_path / "r.json"
-    code, _, err = _cli(capfd, "infer", "--model", tiny_llama, "--text", "a\\nb", "--max_new_tokens", "1",
-                        "--out_file", out)
+    code, _, err = _cli(
+        capfd, "infer", "--model", tiny_llama, "--text", "a\\nb", "--max_new_tokens", "1", "--out_file", out
+    )
     assert code == 0, err[-2000:]
     assert json.loads(out.read_text())[0]["input"] == "a\nb"
 

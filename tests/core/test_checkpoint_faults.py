@@ -11,19 +11,41 @@ import sys
 import pytest
 
 from tuning_core.checkpoints import COMPLETE_MARKER, is_complete, latest_complete_checkpoint
-from tuning_core.testing.faults import SimulatedKill, write_faults
 from tuning_core.pipeline import resolve_resume, run_training
+from tuning_core.testing.faults import SimulatedKill, write_faults
 
 from .helpers import cli, train_args, with_steps
 
-LORA_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors", COMPLETE_MARKER, "optimizer.pt",
-              "rng_state.pth", "scheduler.pt", "tokenizer.json", "tokenizer_config.json", "trainer_state.json",
-              "training_args.bin"}
+LORA_FILES = {
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    COMPLETE_MARKER,
+    "optimizer.pt",
+    "rng_state.pth",
+    "scheduler.pt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "trainer_state.json",
+    "training_args.bin",
+}
 
 
 def _args(model, data, out, steps, *extra):
-    return train_args(model, data, out, "--peft_method", "lora", "--save_strategy", "steps", "--save_steps", "1",
-                      *extra, steps=steps, batch=2)
+    return train_args(
+        model,
+        data,
+        out,
+        "--peft_method",
+        "lora",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        *extra,
+        steps=steps,
+        batch=2,
+    )
 
 
 def _assert_intact(out):
@@ -40,6 +62,7 @@ def _assert_intact(out):
 
 def test_rewrite_of_a_marked_checkpoint_killed_at_every_write(tiny_llama, twitter_data, tmp_path):
     """Issue 16.1: a rerun with --resume_from_checkpoint False rewrites checkpoint-1 over its old marker."""
+
     def args_for(out, steps):
         return _args(tiny_llama, twitter_data, out, steps)
 
@@ -71,6 +94,7 @@ def test_rewrite_of_a_marked_checkpoint_killed_at_every_write(tiny_llama, twitte
 
 def test_rotation_killed_at_every_write_keeps_a_complete_checkpoint(tiny_llama, twitter_data, tmp_path):
     """Issue 16.2: with save_total_limit 1 the old checkpoint goes only after the new one is marked."""
+
     def args_for(out, steps):
         return _args(tiny_llama, twitter_data, out, steps, "--save_total_limit", "1")
 
@@ -78,7 +102,7 @@ def test_rotation_killed_at_every_write_keeps_a_complete_checkpoint(tiny_llama, 
     with write_faults(probe) as recorder:
         run_training(args_for(probe, 2))
     events = recorder.events
-    second = events[events.index(("rename", "checkpoint-1/" + COMPLETE_MARKER)) + 1:]
+    second = events[events.index(("rename", "checkpoint-1/" + COMPLETE_MARKER)) + 1 :]
     assert second[-1] == ("rmtree", "checkpoint-1")  # rotation is the save's last act, after the marker
     assert second[-2] == ("rename", "checkpoint-2/" + COMPLETE_MARKER)
     skip = len(events) - len(second)
@@ -104,8 +128,24 @@ def test_cli_rerun_after_sigkill_resumes_from_last_intact_checkpoint(tiny_llama,
     with write_faults(tmp_path) as recorder:  # where checkpoint-3's model file is written, counted in-process
         run_training(with_steps(args, 3) + ["--resume_from_checkpoint", "False"])
     at = recorder.events.index(("write", "checkpoint-3/adapter_model.safetensors")) + 1
-    killed = subprocess.run([sys.executable, "-m", "tuning_core.testing.faults", str(tmp_path), str(at), "exit", "1",
-                             "--", "train", *rerun], capture_output=True, text=True, timeout=600, check=False)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuning_core.testing.faults",
+            str(tmp_path),
+            str(at),
+            "exit",
+            "1",
+            "--",
+            "train",
+            *rerun,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert killed.returncode == 137, killed.stderr[-2000:]
     assert not is_complete(tmp_path / "checkpoint-3")
     again = cli("train", *with_steps(args, 4))

@@ -65,8 +65,21 @@ def _pretok(tmp, rows):
 
 
 def _pretok_train(tmp, m, rows):
-    return ["train", "--model_name_or_path", m, "--training_data_path", _pretok(tmp, rows), "--output_dir", tmp / "o",
-            "--max_steps", "1", "--per_device_train_batch_size", "1", "--save_strategy", "no"]
+    return [
+        "train",
+        "--model_name_or_path",
+        m,
+        "--training_data_path",
+        _pretok(tmp, rows),
+        "--output_dir",
+        tmp / "o",
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "1",
+        "--save_strategy",
+        "no",
+    ]
 
 
 def _deep_json(tmp):
@@ -95,46 +108,84 @@ def _disk_full(out):
 
 # id -> (build(tmp, model, data) -> (argv, context or None), expected text in the message)
 CASES = {
-    "config-not-utf8": (lambda t, m, d: (["train", "--config", _bytes(t / "c.json", b'{"r": "\xff\xfe"}')], None),
-                        "not UTF-8"),
+    "config-not-utf8": (
+        lambda t, m, d: (["train", "--config", _bytes(t / "c.json", b'{"r": "\xff\xfe"}')], None),
+        "not UTF-8",
+    ),
     "config-nested-100k": (lambda t, m, d: (["train", "--config", _deep_json(t)], None), "nested too deeply"),
     "yaml-alias-bomb": (lambda t, m, d: (["train", "--config", _alias_bomb(t)], None), "learning_rate"),
     "pickle-only-weights": (lambda t, m, d: (_base(_pickle_model(t, m), d, t / "o"), None), "pickled"),
-    "disk-full-during-save": (lambda t, m, d: (_base(m, d, t / "o", "--save_strategy", "steps", "--save_steps", "1",
-                                                     "--max_steps", "2"), _disk_full(t / "o")),
-                              ("checkpoint-2 failed (No space left on device); it is incomplete and will not be "
-                               "resumed from; the last intact checkpoint is")),
+    "disk-full-during-save": (
+        lambda t, m, d: (
+            _base(m, d, t / "o", "--save_strategy", "steps", "--save_steps", "1", "--max_steps", "2"),
+            _disk_full(t / "o"),
+        ),
+        (
+            "checkpoint-2 failed (No space left on device); it is incomplete and will not be "
+            "resumed from; the last intact checkpoint is"
+        ),
+    ),
     "batch-size-0": (lambda t, m, d: (_base(m, d, t / "o", "--per_device_train_batch_size", "0"), None), ">= 1"),
     "learning-rate-negative": (lambda t, m, d: (_base(m, d, t / "o", "--learning_rate", "-1"), None), ">= 0"),
     "learning-rate-nan": (lambda t, m, d: (_base(m, d, t / "o", "--learning_rate", "nan"), None), "got nan"),
-    "epochs-negative": (lambda t, m, d: (_base(m, d, t / "o", "--max_steps", "-1", "--num_train_epochs", "-1"),
-                                         None), "num_train_epochs"),
+    "epochs-negative": (
+        lambda t, m, d: (_base(m, d, t / "o", "--max_steps", "-1", "--num_train_epochs", "-1"), None),
+        "num_train_epochs",
+    ),
     "max-steps-0": (lambda t, m, d: (_base(m, d, t / "o", "--max_steps", "0"), None), "-1 (train for"),
     "output-dir-is-a-file": (lambda t, m, d: (_base(m, d, _bytes(t / "f", b"x")), None), "not a directory"),
     "output-dir-not-writable": (lambda t, m, d: (_base(m, d, "/sys/tuning_core_test_out"), None), "cannot create"),
-    "save-model-dir-is-a-file": (lambda t, m, d: (_base(m, d, t / "o", "--save_model_dir", _bytes(t / "f", b"x")),
-                                                  None), "not a directory"),
-    "save-model-dir-not-writable": (lambda t, m, d: (_base(m, d, t / "o", "--save_model_dir",
-                                                           "/sys/tuning_core_test/final"), None), "not writable"),
+    "save-model-dir-is-a-file": (
+        lambda t, m, d: (_base(m, d, t / "o", "--save_model_dir", _bytes(t / "f", b"x")), None),
+        "not a directory",
+    ),
+    "save-model-dir-not-writable": (
+        lambda t, m, d: (_base(m, d, t / "o", "--save_model_dir", "/sys/tuning_core_test/final"), None),
+        "not writable",
+    ),
     "missing-data-file": (lambda t, m, d: (_base(m, t / "nope.jsonl", t / "o"), None), "no such file"),
-    "missing-validation-file": (lambda t, m, d: (_base(m, d, t / "o", "--validation_data_path", t / "nope.jsonl"),
-                                                 None), "--validation_data_path"),
-    "lora-flag-without-lora": (lambda t, m, d: (_base(m, d, t / "o", "--r", "8", "--peft_method", "none"), None),
-                               "does nothing with --peft_method none"),
+    "missing-validation-file": (
+        lambda t, m, d: (_base(m, d, t / "o", "--validation_data_path", t / "nope.jsonl"), None),
+        "--validation_data_path",
+    ),
+    "lora-flag-without-lora": (
+        lambda t, m, d: (_base(m, d, t / "o", "--r", "8", "--peft_method", "none"), None),
+        "does nothing with --peft_method none",
+    ),
     "output-dir-locked": (lambda t, m, d: (_base(m, d, t / "o"), _held_lock(t / "o")), "in use by another run"),
-    "input-ids-outside-vocab": (lambda t, m, d: (_pretok_train(t, m, [{"input_ids": [1, 999999]}]), None),
-                                "holds 999999, outside"),
+    "input-ids-outside-vocab": (
+        lambda t, m, d: (_pretok_train(t, m, [{"input_ids": [1, 999999]}]), None),
+        "holds 999999, outside",
+    ),
     "input-ids-negative": (lambda t, m, d: (_pretok_train(t, m, [{"input_ids": [1, -5]}]), None), "holds -5, outside"),
-    "labels-outside-vocab": (lambda t, m, d: (_pretok_train(t, m, [{"input_ids": [1, 2], "labels": [-100, 70000]}]),
-                                              None), "'labels' holds 70000"),
-    "preview-ids-outside-vocab": (lambda t, m, d: (["data", "preview", "--model_name_or_path", m,
-                                                    "--training_data_path", _pretok(t, [{"input_ids": [999999]}])],
-                                                   None), "outside the tokenizer's vocabulary"),
+    "labels-outside-vocab": (
+        lambda t, m, d: (_pretok_train(t, m, [{"input_ids": [1, 2], "labels": [-100, 70000]}]), None),
+        "'labels' holds 70000",
+    ),
+    "preview-ids-outside-vocab": (
+        lambda t, m, d: (
+            [
+                "data",
+                "preview",
+                "--model_name_or_path",
+                m,
+                "--training_data_path",
+                _pretok(t, [{"input_ids": [999999]}]),
+            ],
+            None,
+        ),
+        "outside the tokenizer's vocabulary",
+    ),
 }
 
 # Found only by loading the model, training, or processing the data (after the tokenizer loads).
-LATE = {"pickle-only-weights", "disk-full-during-save", "input-ids-outside-vocab", "input-ids-negative",
-        "labels-outside-vocab"}
+LATE = {
+    "pickle-only-weights",
+    "disk-full-during-save",
+    "input-ids-outside-vocab",
+    "input-ids-negative",
+    "labels-outside-vocab",
+}
 
 # DataError keeps the data pipeline's exit code 1; found up front now, with the same message.
 DATA_ERRORS = {"missing-data-file", "missing-validation-file"}
@@ -189,8 +240,18 @@ def test_quantize_mistake_is_one_line_and_exit_2(case, tiny_llama, tmp_path, cap
     occupied.mkdir()
     (occupied / "model.safetensors").write_bytes(b"keep me")
     extra = [str(x).format(bad=bad, occupied=occupied) for x in extra]
-    argv = ["quantize", "--model_name_or_path", tiny_llama, "--output_dir", tmp_path / "q", "--num_samples", "2",
-            "--seq_len", "8", *extra]
+    argv = [
+        "quantize",
+        "--model_name_or_path",
+        tiny_llama,
+        "--output_dir",
+        tmp_path / "q",
+        "--num_samples",
+        "2",
+        "--seq_len",
+        "8",
+        *extra,
+    ]
     code, err = _run(argv, capfd)
     assert code == (1 if case == "quantize-over-existing-model" else 2), err[-3000:]  # 1: as merge refuses
     assert "Traceback" not in err and err.count("tuning-core: error:") == 1 and expected in err, err[-3000:]
@@ -206,7 +267,8 @@ def test_real_process(case, tiny_llama, twitter_data, tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("tuning-core: error:")] == [
-        f"tuning-core: error: {proc.stderr.split('tuning-core: error: ', 1)[1].strip()}"]
+        f"tuning-core: error: {proc.stderr.split('tuning-core: error: ', 1)[1].strip()}"
+    ]
     assert CASES[case][1] in proc.stderr
 
 
@@ -216,7 +278,9 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tiny_llama, twitter_data, tmp_pa
 
     out = tmp_path / "o"
     out.mkdir()
-    code = f"import os\nfrom tuning_core.run_lock import output_dir_lock\nwith output_dir_lock({str(out)!r}): os._exit(9)"
+    code = (
+        f"import os\nfrom tuning_core.run_lock import output_dir_lock\nwith output_dir_lock({str(out)!r}): os._exit(9)"
+    )
     dead = subprocess.run([sys.executable, "-c", code], timeout=120, check=False)
     assert dead.returncode == 9 and (out / ".tuning_core.lock").read_text().startswith("pid ")
     with output_dir_lock(str(out)) as held:
@@ -229,8 +293,20 @@ def test_quantize_overwrite_replaces_the_model_atomically(tiny_llama, tmp_path, 
     out = tmp_path / "q"
     out.mkdir()
     (out / "stale.bin").write_bytes(b"old")
-    argv = ["quantize", "--model_name_or_path", tiny_llama, "--output_dir", out, "--num_samples", "2",
-            "--seq_len", "8", "--group_size", "32", "--overwrite"]
+    argv = [
+        "quantize",
+        "--model_name_or_path",
+        tiny_llama,
+        "--output_dir",
+        out,
+        "--num_samples",
+        "2",
+        "--seq_len",
+        "8",
+        "--group_size",
+        "32",
+        "--overwrite",
+    ]
     code, err = _run(argv, capfd)
     assert code == 0, err[-3000:]
     assert (out / "quantize_config.json").is_file() and not (out / "stale.bin").exists()
@@ -244,8 +320,18 @@ def test_lora_key_in_a_config_file_only_warns(tiny_llama, twitter_data, tmp_path
 
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"r": 16, "lora_alpha": 8, "peft_method": "none"}))
-    config = load_train_config(["--config", str(cfg), "--model_name_or_path", str(tiny_llama),
-                                "--training_data_path", str(twitter_data), "--output_dir", str(tmp_path / "o")])
+    config = load_train_config(
+        [
+            "--config",
+            str(cfg),
+            "--model_name_or_path",
+            str(tiny_llama),
+            "--training_data_path",
+            str(twitter_data),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
     with caplog.at_level("WARNING", logger="tuning_core"):
         check_unused_settings(config)
     assert "'r' is a --peft_method lora setting and does nothing with --peft_method none; ignored" in caplog.text

@@ -11,8 +11,22 @@ BASE = ["--model_name_or_path", "m", "--output_dir", "out"]
 
 
 def test_flags_reach_sections_and_training_args(tmp_path):
-    cfg = load_train_config(BASE + ["--peft_method", "lora", "--r", "4", "--target_modules", "q_proj", "v_proj",
-                                    "--learning_rate", "1e-3", "--num_train_epochs", "2"])
+    cfg = load_train_config(
+        BASE
+        + [
+            "--peft_method",
+            "lora",
+            "--r",
+            "4",
+            "--target_modules",
+            "q_proj",
+            "v_proj",
+            "--learning_rate",
+            "1e-3",
+            "--num_train_epochs",
+            "2",
+        ]
+    )
     assert cfg.peft_method == "lora" and cfg.r == 4
     assert cfg.target_modules == ["q_proj", "v_proj"]
     assert cfg.training_args.learning_rate == pytest.approx(1e-3)
@@ -36,8 +50,19 @@ def test_peft_method_none_spelled_like_fms():
 
 def test_json_config_with_flag_override(tmp_path):
     f = tmp_path / "c.json"
-    f.write_text(json.dumps({"model_name_or_path": "m", "output_dir": "o", "r": 16, "lora_alpha": 8,
-                             "target_modules": ["c_attn"], "num_train_epochs": 5.0, "peft_method": "lora"}))
+    f.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": "m",
+                "output_dir": "o",
+                "r": 16,
+                "lora_alpha": 8,
+                "target_modules": ["c_attn"],
+                "num_train_epochs": 5.0,
+                "peft_method": "lora",
+            }
+        )
+    )
     cfg = load_train_config(["--config", str(f), "--r", "2"])
     assert cfg.r == 2 and cfg.lora_alpha == 8 and cfg.target_modules == ["c_attn"]
     assert cfg.training_args.output_dir == "o"

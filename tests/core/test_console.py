@@ -13,15 +13,22 @@ from tuning_core.console import wants_debug
 from .helpers import cli, train_args
 
 # atexit: `--help` leaves through SystemExit
-PROBE = ("import atexit, sys; from tuning_core.cli import run; "
-         "atexit.register(lambda: print('LOADED', [m for m in ('torch', 'transformers', 'bitsandbytes') "
-         "if sys.modules.get(m) is not None])); sys.exit(run(sys.argv[1:]))")
+PROBE = (
+    "import atexit, sys; from tuning_core.cli import run; "
+    "atexit.register(lambda: print('LOADED', [m for m in ('torch', 'transformers', 'bitsandbytes') "
+    "if sys.modules.get(m) is not None])); sys.exit(run(sys.argv[1:]))"
+)
 
 
 def run_cli_probe(*args, env=None, timeout=900):
     """`tuning-core ARGS` in a fresh process, reporting which heavy libraries it imported."""
-    return subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -38,21 +45,39 @@ def test_tuning_core_optional_backends_plain_lora_run_is_quiet(tiny_llama, twitt
 
 
 def test_debug_switch_shows_library_warnings():
-    code = ("import warnings, sys; from tuning_core.console import quiet_libraries; quiet_libraries(sys.argv[1:]); "
-            "warnings.warn_explicit('library says hi', UserWarning, 'x.py', 1, module='transformers.x')")
-    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={k: v for k, v in os.environ.items() if k != "TUNING_CORE_DEBUG"})
-    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "TUNING_CORE_DEBUG": "1"})
-    flagged = subprocess.run([sys.executable, "-c", code, "train", "--log_level", "info"], capture_output=True,
-                             text=True, env={k: v for k, v in os.environ.items() if k != "TUNING_CORE_DEBUG"})
+    code = (
+        "import warnings, sys; from tuning_core.console import quiet_libraries; quiet_libraries(sys.argv[1:]); "
+        "warnings.warn_explicit('library says hi', UserWarning, 'x.py', 1, module='transformers.x')"
+    )
+    quiet = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "TUNING_CORE_DEBUG"},
+    )
+    loud = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "TUNING_CORE_DEBUG": "1"}
+    )
+    flagged = subprocess.run(
+        [sys.executable, "-c", code, "train", "--log_level", "info"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "TUNING_CORE_DEBUG"},
+    )
     assert "library says hi" not in quiet.stderr
     assert "library says hi" in loud.stderr and "library says hi" in flagged.stderr
 
 
-@pytest.mark.parametrize("argv, env, expected", [
-    ([], {}, False), (["--log_level", "debug"], {}, True), (["--log_level=info"], {}, True),
-    (["--log_level", "warning"], {}, False), ([], {"TUNING_CORE_DEBUG": "1"}, True)])
+@pytest.mark.parametrize(
+    "argv, env, expected",
+    [
+        ([], {}, False),
+        (["--log_level", "debug"], {}, True),
+        (["--log_level=info"], {}, True),
+        (["--log_level", "warning"], {}, False),
+        ([], {"TUNING_CORE_DEBUG": "1"}, True),
+    ],
+)
 def test_wants_debug(argv, env, expected):
     assert wants_debug(argv, env) is expected
 

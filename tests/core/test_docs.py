@@ -55,6 +55,5 @@ def _test_function_names() -> set[str]:
 def test_every_hook_has_a_test_named_for_it():
     """As in datasette: a test called ``test_<hook>`` (or ``test_<hook>_<more>``) for every hook."""
     tests = _test_function_names()
-    missing = [n for n in hook_names()
-               if not any(t == f"test_{n}" or t.startswith(f"test_{n}_") for t in tests)]
+    missing = [n for n in hook_names() if not any(t == f"test_{n}" or t.startswith(f"test_{n}_") for t in tests)]
     assert not missing, f"hooks without a test named for them: {missing}"

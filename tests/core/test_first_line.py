@@ -7,8 +7,15 @@ import pytest
 from tuning_core.errors import ConfigError, first_line
 
 
-@pytest.mark.parametrize("error,line", [(ValueError(""), "ValueError"), (KeyError(), "KeyError"),
-                                        (ValueError("\n  \nfirst\nsecond"), "first"), (OSError("x"), "x")])
+@pytest.mark.parametrize(
+    "error,line",
+    [
+        (ValueError(""), "ValueError"),
+        (KeyError(), "KeyError"),
+        (ValueError("\n  \nfirst\nsecond"), "first"),
+        (OSError("x"), "x"),
+    ],
+)
 def test_first_line(error, line):
     assert first_line(error) == line
 

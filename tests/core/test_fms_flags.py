@@ -116,10 +116,20 @@ def test_fms_flag_is_accepted(flag):
 def test_fms_flags_are_config_keys_too(tmp_path):
     import json
 
-    keys = {"training_logs_filename": "log.jsonl", "cache_dir": "hf-cache", "num_train_dataset_shards": 2,
-            "num_eval_dataset_shards": 3, "enable_reduce_loss_sum": True, "flash_attn_implementation": "eager",
-            "scanner_output_filename": "scan.json", "quantization_method": "mxfp4", "dequantize": True,
-            "clearml_project": "p", "clearml_task": "t", "aim_url": "aim://host:53800"}
+    keys = {
+        "training_logs_filename": "log.jsonl",
+        "cache_dir": "hf-cache",
+        "num_train_dataset_shards": 2,
+        "num_eval_dataset_shards": 3,
+        "enable_reduce_loss_sum": True,
+        "flash_attn_implementation": "eager",
+        "scanner_output_filename": "scan.json",
+        "quantization_method": "mxfp4",
+        "dequantize": True,
+        "clearml_project": "p",
+        "clearml_task": "t",
+        "aim_url": "aim://host:53800",
+    }
     path = tmp_path / "fms.json"
     path.write_text(json.dumps({"model_name_or_path": "m", "output_dir": "o", **keys}))
     config = load_train_config(["--config", str(path)])

@@ -67,8 +67,9 @@ def test_call_all_runs_wrappers_and_pairs_results_with_plugins(pm):
 
 def test_nothing_answers(builtin_plugins_only):
     builtin_plugins_only.register(Passes(), name="passes")
-    assert call_first(builtin_plugins_only, "tuning_core_train_sampler", config=None, dataset=None,
-                      training_args=None) == (None, None)
+    assert call_first(
+        builtin_plugins_only, "tuning_core_train_sampler", config=None, dataset=None, training_args=None
+    ) == (None, None)
 
 
 def test_trace_plugins_prints_every_hook_call(monkeypatch, capsys):
@@ -78,8 +79,9 @@ def test_trace_plugins_prints_every_hook_call(monkeypatch, capsys):
     pm.register(Answers(), name="answers")
     call_first(pm, "tuning_core_train_sampler", config="CFG", dataset=[1, 2, 3], training_args=None)
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == ("[trace] tuning_core_train_sampler(config='CFG', dataset=[1, 2, 3], training_args=None)"
-                      " -> plugins: answers")
+    assert err[0] == (
+        "[trace] tuning_core_train_sampler(config='CFG', dataset=[1, 2, 3], training_args=None) -> plugins: answers"
+    )
     assert err[1].startswith("[trace] tuning_core_train_sampler returned SamplerSpec(sampler=[2, 1, 0]")
     assert len(err) == 2
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from tuning_core.pipeline import run_training
 from tuning_core.plugin_api import CliCommand, LoadedModel, PatchReport, SamplerSpec, hookimpl
 from tuning_core.plugins import get_plugin_manager
-from tuning_core.pipeline import run_training
 
 from .helpers import losses, train_args
 
@@ -134,8 +134,16 @@ def spy():
     pm.unregister(spy)
 
 
-TRAINING_ORDER = ["config_classes", "validate_config", "load_model", "augment_model", "patch_model",
-                  "data_collator", "train_sampler", "trainer_callbacks"]
+TRAINING_ORDER = [
+    "config_classes",
+    "validate_config",
+    "load_model",
+    "augment_model",
+    "patch_model",
+    "data_collator",
+    "train_sampler",
+    "trainer_callbacks",
+]
 
 
 def test_every_training_hook_called_in_order(spied_run, tiny_llama):
@@ -160,8 +168,7 @@ def test_tuning_core_config_classes(builtin_plugins_only, tiny_llama, twitter_da
             return [SpyArguments]
 
     builtin_plugins_only.register(Plugin(), name="spy_args")
-    config = load_train_config(train_args(tiny_llama, twitter_data, tmp_path, "--spy_level", "3"),
-                               builtin_plugins_only)
+    config = load_train_config(train_args(tiny_llama, twitter_data, tmp_path, "--spy_level", "3"), builtin_plugins_only)
     assert config.spy_level == 3
 
 
@@ -252,8 +259,7 @@ def test_tuning_core_train_sampler_plain_sampler_per_rank(per_rank, tiny_llama, 
     plugin = RankSampler(per_rank)
     pm.register(plugin, name="rank_sampler")
     try:
-        result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", steps=1,
-                                         batch=4))
+        result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", steps=1, batch=4))
     finally:
         pm.unregister(plugin)
     trainer = result.trainer

@@ -1,9 +1,9 @@
 """The lock (constraints.txt) is what setup installs, fits every pyproject range, and the README names it."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -21,8 +21,11 @@ def locked() -> dict[str, str]:
 
 
 def pyprojects() -> list[Path]:
-    return [ROOT / "pyproject.toml", *sorted(ROOT.glob("plugins/*/pyproject.toml")),
-            ROOT / "examples" / "third_party_plugin" / "pyproject.toml"]
+    return [
+        ROOT / "pyproject.toml",
+        *sorted(ROOT.glob("plugins/*/pyproject.toml")),
+        ROOT / "examples" / "third_party_plugin" / "pyproject.toml",
+    ]
 
 
 def test_every_locked_version_fits_every_range():

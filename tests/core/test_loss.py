@@ -48,14 +48,17 @@ def test_same_loss_and_gradients(arch, num_items, request):
 def test_prompt_tuning_keeps_the_plain_forward(tiny_llama):
     from peft import PromptTuningConfig, get_peft_model
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
-                           PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama),
+        PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+    )
     assert not supports_trained_positions(model)
 
 
 def test_lora_model_supports_it(tiny_llama):
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
-                           LoraConfig(task_type="CAUSAL_LM", target_modules=["q_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(task_type="CAUSAL_LM", target_modules=["q_proj"])
+    )
     assert supports_trained_positions(model)

@@ -1,7 +1,7 @@
 """Target-module rules, pad-token handling and the loader's errors."""
 
 import pytest
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuning_core.builtin.peft import resolve_target_modules
 from tuning_core.errors import ConfigError, UserError
@@ -47,18 +47,24 @@ def test_pad_token_reuses_a_special_token_without_resize(tiny_llama):
 
 
 def test_pad_token_prefers_a_pad_like_token(tmp_path):
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {"<s>": 0, "</s>": 1, "<|finetune_right_pad_id|>": 2, "a": 3}
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token=None)),
-                                  bos_token="<s>", eos_token="</s>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token=None)), bos_token="<s>", eos_token="</s>"
+    )
     from tuning_core.builtin.tokens import existing_pad_token
 
     assert existing_pad_token(tok) == "<|finetune_right_pad_id|>"
-    assert existing_pad_token(PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(models.WordLevel({"<s>": 0, "</s>": 1}, unk_token=None)),
-        eos_token="</s>")) == "</s>"
+    assert (
+        existing_pad_token(
+            PreTrainedTokenizerFast(
+                tokenizer_object=Tokenizer(models.WordLevel({"<s>": 0, "</s>": 1}, unk_token=None)), eos_token="</s>"
+            )
+        )
+        == "</s>"
+    )
 
 
 def test_pad_token_added_and_resized_only_without_special_tokens(tiny_llama):

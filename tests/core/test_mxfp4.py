@@ -8,8 +8,8 @@ import torch
 
 from tuning_core.cli import main
 from tuning_core.config import make_config
-from tuning_core.testing.mxfp4 import build_mxfp4_gpt_oss, decode_reference, encode
 from tuning_core.pipeline import run_training
+from tuning_core.testing.mxfp4 import build_mxfp4_gpt_oss, decode_reference, encode
 
 from .helpers import TEXT_FIELD_ARGS, losses, train_args
 
@@ -58,9 +58,25 @@ def test_trains_and_saves_a_plain_model(mxfp4_model, twitter_data, tmp_path):
 
     path, reference = mxfp4_model
     out = tmp_path / "out"
-    run_training([str(a) for a in train_args(path, twitter_data, out, "--quantization_method", "mxfp4",
-                                             "--torch_dtype", "float32", "--save_model_dir", out / "final",
-                                             steps=3, batch=4, lr="1e-2")])
+    run_training(
+        [
+            str(a)
+            for a in train_args(
+                path,
+                twitter_data,
+                out,
+                "--quantization_method",
+                "mxfp4",
+                "--torch_dtype",
+                "float32",
+                "--save_model_dir",
+                out / "final",
+                steps=3,
+                batch=4,
+                lr="1e-2",
+            )
+        ]
+    )
     values = [v for _, v in losses(out)]
     assert len(values) == 3 and all(v == v for v in values)
     final = out / "final"
@@ -71,13 +87,29 @@ def test_trains_and_saves_a_plain_model(mxfp4_model, twitter_data, tmp_path):
     assert (saved[name] - reference[name]).abs().max() > 0  # the experts trained
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--dequantize", "false"], "--dequantize false keeps gpt-oss experts in MXFP4"),
-    ([], "says the checkpoint is not quantized, not MXFP4"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--dequantize", "false"], "--dequantize false keeps gpt-oss experts in MXFP4"),
+        ([], "says the checkpoint is not quantized, not MXFP4"),
+    ],
+)
 def test_clear_errors(tiny_llama, mxfp4_model, twitter_data, tmp_path, capsys, flags, message):
     model = mxfp4_model[0] if flags else tiny_llama
-    code = main(["train", "--model_name_or_path", str(model), "--training_data_path", str(twitter_data),
-                 "--output_dir", str(tmp_path / "o"), *TEXT_FIELD_ARGS, "--quantization_method", "mxfp4", *flags])
+    code = main(
+        [
+            "train",
+            "--model_name_or_path",
+            str(model),
+            "--training_data_path",
+            str(twitter_data),
+            "--output_dir",
+            str(tmp_path / "o"),
+            *TEXT_FIELD_ARGS,
+            "--quantization_method",
+            "mxfp4",
+            *flags,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1

@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = sorted(p for p in [*ROOT.glob("plugins/*/tuning_core_*"), *ROOT.glob("examples/*/tuning_core_*")]
-                  if (p / "__init__.py").exists())
+PACKAGES = sorted(
+    p
+    for p in [*ROOT.glob("plugins/*/tuning_core_*"), *ROOT.glob("examples/*/tuning_core_*")]
+    if (p / "__init__.py").exists()
+)
 ALLOWED_CORE = {"tuning_core.plugin_api"}
 
 
@@ -22,7 +25,7 @@ def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+                base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
             found.append((node.lineno, base))
             # `from tuning_core import plugins` imports a module as a name
             found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names if base == "tuning_core"]
@@ -45,26 +48,37 @@ def violations(package: str) -> list[str]:
 
 
 def test_plugins_found():
-    assert {"tuning_core_packing", "tuning_core_fused_ops", "tuning_core_peft_gptq", "tuning_core_trackers",
-            "tuning_core_step_counter"} <= set(PACKAGE_DIRS)
+    assert {
+        "tuning_core_packing",
+        "tuning_core_fused_ops",
+        "tuning_core_peft_gptq",
+        "tuning_core_trackers",
+        "tuning_core_step_counter",
+    } <= set(PACKAGE_DIRS)
 
 
 def test_plugins_import_only_plugin_api_and_no_other_plugin():
     bad = [v for package in PACKAGE_DIRS for v in violations(package)]
-    assert not bad, "plugins may import only tuning_core.plugin_api from the core, and no other plugin:\n" + \
-        "\n".join(bad)
+    assert not bad, "plugins may import only tuning_core.plugin_api from the core, and no other plugin:\n" + "\n".join(
+        bad
+    )
 
 
 def test_the_walker_sees_a_forbidden_import(tmp_path, monkeypatch):
     pkg = tmp_path / "tuning_core_probe"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("from tuning_core.plugin_api import hookimpl\n")
-    (pkg / "sub" / "a.py").write_text("def f():\n    from tuning_core.builtin.peft import lora_config_from\n"
-                                      "    from tuning_core_packing.planner import plan_epoch\n"
-                                      "from .. import helpers\nfrom tuning_core import plugins\n")
+    (pkg / "sub" / "a.py").write_text(
+        "def f():\n    from tuning_core.builtin.peft import lora_config_from\n"
+        "    from tuning_core_packing.planner import plan_epoch\n"
+        "from .. import helpers\nfrom tuning_core import plugins\n"
+    )
     monkeypatch.setitem(PACKAGE_DIRS, "tuning_core_probe", pkg)
     assert sorted(v.split(" imports ")[1] for v in violations("tuning_core_probe")) == [
-        "tuning_core.builtin.peft", "tuning_core.plugins", "tuning_core_packing.planner"]
+        "tuning_core.builtin.peft",
+        "tuning_core.plugins",
+        "tuning_core_packing.planner",
+    ]
 
 
 def test_plugin_api_imports_no_torch():

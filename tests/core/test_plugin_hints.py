@@ -6,21 +6,28 @@ from tuning_core.plugin_hints import FLAG_OWNERS, FLAGS_FILE, owners_from_plugin
 
 
 def test_flag_owners_match_the_plugins_config_classes():
-    assert FLAGS_FILE.read_text(encoding="utf-8") == render(owners_from_plugins()), \
+    assert FLAGS_FILE.read_text(encoding="utf-8") == render(owners_from_plugins()), (
         "tuning_core/plugin_flags.py is stale: run `python -m tuning_core.plugin_hints --write`"
+    )
 
 
-@pytest.mark.parametrize("flag,value,plugin", [("fused_ops_backend", "torch", "fused_ops"),
-                                                ("fast_cross_entropy", "true", "fused_ops"),
-                                                ("fused_loss_chunk_size", "8", "fused_ops"),
-                                                ("padding_free", "huggingface", "packing")])
+@pytest.mark.parametrize(
+    "flag,value,plugin",
+    [
+        ("fused_ops_backend", "torch", "fused_ops"),
+        ("fast_cross_entropy", "true", "fused_ops"),
+        ("fused_loss_chunk_size", "8", "fused_ops"),
+        ("padding_free", "huggingface", "packing"),
+    ],
+)
 def test_flag_of_a_missing_plugin_gets_the_install_hint(flag, value, plugin, builtin_plugins_only, tmp_path):
     from tuning_core.config import load_train_config
     from tuning_core.plugin_api import ConfigError
 
     with pytest.raises(ConfigError) as e:
-        load_train_config(["--model_name_or_path", "m", "--output_dir", str(tmp_path), f"--{flag}", value],
-                          builtin_plugins_only)
+        load_train_config(
+            ["--model_name_or_path", "m", "--output_dir", str(tmp_path), f"--{flag}", value], builtin_plugins_only
+        )
     assert str(e.value) == f"--{flag} needs the {plugin} plugin: {_hint(plugin)}"
 
 

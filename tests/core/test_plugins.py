@@ -93,8 +93,11 @@ def test_third_party_example_plugin_runs_during_training(tiny_llama, twitter_dat
     from .helpers import train_args
 
     plugins_enabled("step_counter")
-    result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora",
-                                     "--step_counter_file", "steps.json", steps=3))
+    result = run_training(
+        train_args(
+            tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", "--step_counter_file", "steps.json", steps=3
+        )
+    )
     assert json.loads((tmp_path / "steps.json").read_text()) == {"steps_seen": 3, "global_step": 3}
     assert any(line.startswith("[step_counter] callbacks StepCounter") for line in result.banner)
 
@@ -102,9 +105,11 @@ def test_third_party_example_plugin_runs_during_training(tiny_llama, twitter_dat
 @pytest.mark.parametrize("command", [["--help"], ["plugins"]])
 def test_cli_stays_light(command):
     """--help and plugins must not import torch or transformers (every installed plugin loaded)."""
-    code = ("import sys; from tuning_core.cli import main; rc = main(%r); "
-            "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules]; "
-            "print('HEAVY', heavy)" % command)
+    code = (
+        f"import sys; from tuning_core.cli import main; rc = main({command!r}); "
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules]; "
+        "print('HEAVY', heavy)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout

@@ -10,8 +10,8 @@ from tuning_core.builtin.tokens import grow_tokenizer
 from tuning_core.cli import main
 from tuning_core.config import make_config
 from tuning_core.errors import ConfigError
-from tuning_core.plugins import get_plugin_manager
 from tuning_core.pipeline import run_training
+from tuning_core.plugins import get_plugin_manager
 
 from .helpers import train_args
 
@@ -42,11 +42,14 @@ def test_nothing_to_grow_changes_nothing(tiny_llama):
     assert model.get_input_embeddings().weight.shape[0] == rows == len(tok)
 
 
-@pytest.mark.parametrize("values, message", [
-    (dict(embedding_size_multiple_of=0), "must be a positive integer"),
-    (dict(add_special_tokens=["<a>", "<a>"]), "given twice"),
-    (dict(add_special_tokens=[" "]), "cannot be empty"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(embedding_size_multiple_of=0), "must be a positive integer"),
+        (dict(add_special_tokens=["<a>", "<a>"]), "given twice"),
+        (dict(add_special_tokens=[" "]), "cannot be empty"),
+    ],
+)
 def test_bad_values(values, message):
     with pytest.raises(ConfigError, match=message):
         get_plugin_manager().hook.tuning_core_validate_config(config=make_config(**values))
@@ -55,10 +58,27 @@ def test_bad_values(values, message):
 @pytest.fixture(scope="module")
 def grown_lora(tiny_llama, twitter_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("grown")
-    result = run_training(train_args(tiny_llama, twitter_data, out, "--peft_method", "lora", "--r", "4",
-                                     "--target_modules", "q_proj", "v_proj", "--add_special_tokens", *NEW,
-                                     "--embedding_size_multiple_of", "64", "--save_model_dir", out / "final",
-                                     steps=3))
+    result = run_training(
+        train_args(
+            tiny_llama,
+            twitter_data,
+            out,
+            "--peft_method",
+            "lora",
+            "--r",
+            "4",
+            "--target_modules",
+            "q_proj",
+            "v_proj",
+            "--add_special_tokens",
+            *NEW,
+            "--embedding_size_multiple_of",
+            "64",
+            "--save_model_dir",
+            out / "final",
+            steps=3,
+        )
+    )
     return out / "final", result
 
 
@@ -74,8 +94,9 @@ def test_lora_saves_new_rows_as_trainable_tokens(grown_lora):
     deltas = {k: w for k, w in weights.items() if "trainable_tokens_delta" in k}
     assert len(deltas) == 2 and all(w.shape[0] == 2 for w in deltas.values())
     trained_lm_head = result.trainer.model.base_model.model.lm_head.token_adapter
-    assert not torch.equal(trained_lm_head.trainable_tokens_delta["default"].detach(),
-                           trained_lm_head.base_layer.weight[ids].detach())  # the new rows trained
+    assert not torch.equal(
+        trained_lm_head.trainable_tokens_delta["default"].detach(), trained_lm_head.base_layer.weight[ids].detach()
+    )  # the new rows trained
 
 
 def test_infer_and_merge_handle_the_new_rows(grown_lora, tmp_path):
@@ -128,7 +149,7 @@ def test_export_vllm_puts_new_rows_in_their_own_file(grown_lora, tiny_llama, tmp
         base.get_output_embeddings().weight[rows:] = new["output_embeddings"]
         served = PeftModel.from_pretrained(base, out).eval()
         ids = tok("### Text: call <tool_call> now </tool_call>\n\n### Label:", return_tensors="pt").input_ids
-        want = result.trainer.model.eval()(ids).logits[..., :rows + 2]
+        want = result.trainer.model.eval()(ids).logits[..., : rows + 2]
         torch.testing.assert_close(served(ids).logits, want, rtol=1e-4, atol=1e-4)
     assert json.loads((out / "adapter_config.json").read_text())["trainable_token_indices"] is None
 
@@ -150,9 +171,20 @@ def test_export_refuses_what_vllm_cannot_load(tmp_path, grown_lora):
 
 
 def test_full_fine_tuning_saves_the_grown_model(tiny_llama, twitter_data, tmp_path):
-    result = run_training(train_args(tiny_llama, twitter_data, tmp_path, "--add_special_tokens", *NEW,
-                                     "--embedding_size_multiple_of", "64", "--save_model_dir", tmp_path / "final",
-                                     steps=2))
+    result = run_training(
+        train_args(
+            tiny_llama,
+            twitter_data,
+            tmp_path,
+            "--add_special_tokens",
+            *NEW,
+            "--embedding_size_multiple_of",
+            "64",
+            "--save_model_dir",
+            tmp_path / "final",
+            steps=2,
+        )
+    )
     assert any(line.startswith("[builtin.tokens] added 2 token(s)") for line in result.banner)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
     tok = AutoTokenizer.from_pretrained(tmp_path / "final")

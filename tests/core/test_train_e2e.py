@@ -18,9 +18,25 @@ def _first_last(out):
 @pytest.fixture(scope="module")
 def lora_run(tiny_llama, twitter_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora")
-    result = run_training(train_args(tiny_llama, twitter_data, out, "--peft_method", "lora", "--r", "8",
-                                     "--lora_alpha", "16", "--target_modules", "q_proj", "v_proj",
-                                     "--save_model_dir", out / "final", steps=8))
+    result = run_training(
+        train_args(
+            tiny_llama,
+            twitter_data,
+            out,
+            "--peft_method",
+            "lora",
+            "--r",
+            "8",
+            "--lora_alpha",
+            "16",
+            "--target_modules",
+            "q_proj",
+            "v_proj",
+            "--save_model_dir",
+            out / "final",
+            steps=8,
+        )
+    )
     return out, result
 
 
@@ -59,10 +75,25 @@ def test_no_checkpoints_with_save_strategy_no(lora_run):
 def test_prompt_tuning_trains_and_saves(tiny_llama, twitter_data, tmp_path):
     from peft import PeftConfig
 
-    run_training(train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "pt", "--num_virtual_tokens", "4",
-                            "--prompt_tuning_init", "TEXT", "--prompt_tuning_init_text",
-                            "Classify if the tweet is a complaint or not:", "--save_model_dir", tmp_path / "final",
-                            steps=6, lr="3e-2"))
+    run_training(
+        train_args(
+            tiny_llama,
+            twitter_data,
+            tmp_path,
+            "--peft_method",
+            "pt",
+            "--num_virtual_tokens",
+            "4",
+            "--prompt_tuning_init",
+            "TEXT",
+            "--prompt_tuning_init_text",
+            "Classify if the tweet is a complaint or not:",
+            "--save_model_dir",
+            tmp_path / "final",
+            steps=6,
+            lr="3e-2",
+        )
+    )
     first, last = _first_last(tmp_path)
     assert last < first
     cfg = PeftConfig.from_pretrained(tmp_path / "final")
@@ -72,8 +103,19 @@ def test_prompt_tuning_trains_and_saves(tiny_llama, twitter_data, tmp_path):
 def test_full_finetune_gptbigcode_saves_loadable_model(tiny_gptbigcode, twitter_data, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    run_training(train_args(tiny_gptbigcode, twitter_data, tmp_path, "--peft_method", "None",
-                            "--save_model_dir", tmp_path / "final", steps=6, lr="1e-3"))
+    run_training(
+        train_args(
+            tiny_gptbigcode,
+            twitter_data,
+            tmp_path,
+            "--peft_method",
+            "None",
+            "--save_model_dir",
+            tmp_path / "final",
+            steps=6,
+            lr="1e-3",
+        )
+    )
     first, last = _first_last(tmp_path)
     assert last < first
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
@@ -81,15 +123,36 @@ def test_full_finetune_gptbigcode_saves_loadable_model(tiny_gptbigcode, twitter_
 
 
 def test_lora_all_linear_on_gptbigcode(tiny_gptbigcode, twitter_data, tmp_path):
-    result = run_training(train_args(tiny_gptbigcode, twitter_data, tmp_path, "--peft_method", "lora",
-                                     "--target_modules", "lm_head", "all-linear", steps=2))
+    result = run_training(
+        train_args(
+            tiny_gptbigcode,
+            twitter_data,
+            tmp_path,
+            "--peft_method",
+            "lora",
+            "--target_modules",
+            "lm_head",
+            "all-linear",
+            steps=2,
+        )
+    )
     names = {n.split(".")[-1] for n, m in result.trainer.model.named_modules() if hasattr(m, "lora_A")}
     assert names == {"c_attn", "c_proj", "c_fc"}  # all-linear wins; lm_head is not adapted
 
 
 def test_resume_continues_from_latest_checkpoint(tiny_llama, twitter_data, tmp_path):
-    args = train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", "--save_strategy", "steps",
-                      "--save_steps", "3", steps=6)
+    args = train_args(
+        tiny_llama,
+        twitter_data,
+        tmp_path,
+        "--peft_method",
+        "lora",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "3",
+        steps=6,
+    )
     run_training(args[:])
     assert (tmp_path / "checkpoint-6" / "checkpoint_complete.json").is_file()
     result = run_training(with_steps(args, 9))
@@ -98,16 +161,36 @@ def test_resume_continues_from_latest_checkpoint(tiny_llama, twitter_data, tmp_p
 
 
 def test_resume_false_starts_over(tiny_llama, twitter_data, tmp_path):
-    args = train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", "--save_strategy", "steps",
-                      "--save_steps", "2", steps=2)
+    args = train_args(
+        tiny_llama,
+        twitter_data,
+        tmp_path,
+        "--peft_method",
+        "lora",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        steps=2,
+    )
     run_training(args)
     result = run_training(args + ["--resume_from_checkpoint", "False"])
     assert result.resumed_from is None and result.trainer.state.global_step == 2
 
 
 def test_interrupted_checkpoint_is_never_resumed(tiny_llama, twitter_data, tmp_path):
-    args = train_args(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", "--save_strategy", "steps",
-                      "--save_steps", "2", steps=2)
+    args = train_args(
+        tiny_llama,
+        twitter_data,
+        tmp_path,
+        "--peft_method",
+        "lora",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        steps=2,
+    )
     run_training(args)
     broken = tmp_path / "checkpoint-4"  # what a kill in the middle of a save leaves behind
     broken.mkdir()
@@ -117,10 +200,20 @@ def test_interrupted_checkpoint_is_never_resumed(tiny_llama, twitter_data, tmp_p
 
 
 def test_cli_train_end_to_end_with_json_config(tiny_llama, twitter_data, tmp_path):
-    cfg = {"model_name_or_path": str(tiny_llama), "training_data_path": str(twitter_data),
-           "output_dir": str(tmp_path / "o"), "dataset_text_field": "output", "response_template": "\n### Label:",
-           "peft_method": "lora", "r": 4, "target_modules": ["q_proj"], "max_steps": 2,
-           "per_device_train_batch_size": 4, "save_strategy": "no", "save_model_dir": str(tmp_path / "final")}
+    cfg = {
+        "model_name_or_path": str(tiny_llama),
+        "training_data_path": str(twitter_data),
+        "output_dir": str(tmp_path / "o"),
+        "dataset_text_field": "output",
+        "response_template": "\n### Label:",
+        "peft_method": "lora",
+        "r": 4,
+        "target_modules": ["q_proj"],
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "save_strategy": "no",
+        "save_model_dir": str(tmp_path / "final"),
+    }
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     proc = cli("train", "--config", tmp_path / "c.json", "--logging_steps", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -35,25 +35,31 @@ def test_interpreter_only_without_gpu(tmp_path, monkeypatch):
 def test_no_conftest_sets_the_interpreter_on_its_own():
     """Only the root conftest decides (through tuning_core.testing.gpu); a folder that sets it itself
     overrides the GPU check for every test that imports kernels after it."""
-    offenders = [str(p.relative_to(ROOT)) for p in ROOT.rglob("conftest.py")
-                 if ".git" not in p.parts and SETS_INTERPRETER.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("conftest.py")
+        if ".git" not in p.parts and SETS_INTERPRETER.search(p.read_text())
+    ]
     assert offenders == []
 
 
 def test_conftests_leave_a_gpu_machine_compiling(tmp_path):
     """Every conftest, run on a machine that looks like it has a GPU, leaves TRITON_INTERPRET unset."""
     conftests = [str(p) for p in sorted(ROOT.rglob("conftest.py")) if ".git" not in p.parts]
-    code = ("import os, runpy, sys\n"
-            "for path in sys.argv[1:]:\n"
-            "    sys.path.insert(0, os.path.dirname(path))\n"
-            "    try:\n"
-            "        runpy.run_path(path)\n"
-            "    except ImportError:\n"  # relative imports: the static test above still covers the file
-            "        pass\n"
-            "print(os.environ.get('TRITON_INTERPRET', 'unset'))\n")
+    code = (
+        "import os, runpy, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    sys.path.insert(0, os.path.dirname(path))\n"
+        "    try:\n"
+        "        runpy.run_path(path)\n"
+        "    except ImportError:\n"  # relative imports: the static test above still covers the file
+        "        pass\n"
+        "print(os.environ.get('TRITON_INTERPRET', 'unset'))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PATH"] = _fake_gpu_path(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", code, *conftests], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *conftests], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "unset"

@@ -2,8 +2,7 @@
 
 import pytest
 
-from tuning_core.data import prepare_datasets
-from tuning_core.data import masking
+from tuning_core.data import masking, prepare_datasets
 
 from .helpers import config, write_jsonl
 
@@ -61,8 +60,15 @@ def test_renamed_file_with_same_content_hits(tmp_path, bpe_tok):
 
 def test_cache_off_writes_nothing(tmp_path, bpe_tok, private_cache):
     path = write_jsonl(tmp_path / "d.jsonl", ROWS)
-    out = prepare_datasets(config(training_data_path=str(path), dataset_text_field="output",
-                                  response_template="\\n### Label:", data_cache=False), bpe_tok)
+    out = prepare_datasets(
+        config(
+            training_data_path=str(path),
+            dataset_text_field="output",
+            response_template="\\n### Label:",
+            data_cache=False,
+        ),
+        bpe_tok,
+    )
     assert len(out.train) == 2
     assert not private_cache.exists() or not any(private_cache.rglob("*.arrow"))
 

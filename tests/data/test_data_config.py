@@ -13,8 +13,10 @@ from tuning_core.errors import ConfigError
 
 from .helpers import config, write_jsonl
 
-IO_ROWS = [{"input": f"### Input: tweet {i}\n\n### Label:", "output": "complaint" if i % 2 else "no complaint"}
-           for i in range(20)]
+IO_ROWS = [
+    {"input": f"### Input: tweet {i}\n\n### Label:", "output": "complaint" if i % 2 else "no complaint"}
+    for i in range(20)
+]
 TEMPLATE = "### Text: {{Tweet text}}\n\n### Label: {{text_label}}"
 
 
@@ -25,55 +27,77 @@ def write_config(path, datasets, **processor):
 
 
 def io_handler(**extra):
-    return {"name": "tokenize_and_apply_input_masking",
-            "arguments": {"remove_columns": "all", "batched": False,
-                          "fn_kwargs": {"input_column_name": "input", "output_column_name": "output", **extra}}}
+    return {
+        "name": "tokenize_and_apply_input_masking",
+        "arguments": {
+            "remove_columns": "all",
+            "batched": False,
+            "fn_kwargs": {"input_column_name": "input", "output_column_name": "output", **extra},
+        },
+    }
 
 
 def test_input_masking_handler_equals_the_flag_path(tmp_path, tok):
     data = write_jsonl(tmp_path / "io.jsonl", IO_ROWS)
-    cfg = write_config(tmp_path / "c.yaml", [{"name": "io", "data_paths": [str(data)], "data_handlers": [io_handler()]}])
+    cfg = write_config(
+        tmp_path / "c.yaml", [{"name": "io", "data_paths": [str(data)], "data_handlers": [io_handler()]}]
+    )
     via_config = prepare_datasets(config(data_config_path=cfg), tok)
     via_flags = prepare_datasets(config(training_data_path=str(data)), tok)
     assert via_config.train.to_dict() == via_flags.train.to_dict()
     assert via_config.stats["format"] == "tokenize_and_apply_input_masking"
     ids, labels = via_config.train[1]["input_ids"], via_config.train[1]["labels"]
-    trained = [t for t, lab in zip(ids, labels) if lab != -100]
+    trained = [t for t, lab in zip(ids, labels, strict=False) if lab != -100]
     assert tok.decode(trained).lstrip() == "complaint" + tok.eos_token  # response + EOS, exactly
 
 
 def test_handlers_without_eos_rename_select(tmp_path, bpe_tok):
     rows = [{"instruction": r["input"], "response": r["output"], "junk": 1} for r in IO_ROWS]
     data = write_jsonl(tmp_path / "renamed.jsonl", rows)
-    handlers = [{"name": "rename_columns", "arguments": {"column_mapping": {"instruction": "input",
-                                                                           "response": "output"}}},
-                {"name": "select_columns", "arguments": {"column_names": ["input", "output"]}},
-                io_handler(add_eos_token=False)]
+    handlers = [
+        {"name": "rename_columns", "arguments": {"column_mapping": {"instruction": "input", "response": "output"}}},
+        {"name": "select_columns", "arguments": {"column_names": ["input", "output"]}},
+        io_handler(add_eos_token=False),
+    ]
     cfg = write_config(tmp_path / "c.yaml", [{"name": "r", "data_paths": [str(data)], "data_handlers": handlers}])
     out = prepare_datasets(config(data_config_path=cfg), bpe_tok)
     ref = prepare_datasets(config(training_data_path=str(write_jsonl(tmp_path / "io.jsonl", IO_ROWS))), bpe_tok)
-    for got, want in zip(out.train, ref.train):  # the same minus the trailing EOS
+    for got, want in zip(out.train, ref.train, strict=False):  # the same minus the trailing EOS
         assert got["input_ids"] == want["input_ids"][:-1] and got["labels"] == want["labels"][:-1]
 
 
 def test_custom_jinja_template_then_response_template_flag(tmp_path, bpe_tok, twitter_data):
-    handler = {"name": "apply_custom_jinja_template",
-               "arguments": {"remove_columns": "all", "batched": False, "fn_kwargs": {
-                   "formatted_text_column_name": "formatted", "template": TEMPLATE}}}
-    cfg = write_config(tmp_path / "c.yaml", [{"name": "t", "data_paths": [str(twitter_data)],
-                                              "data_handlers": [handler]}])
-    out = prepare_datasets(config(data_config_path=cfg, dataset_text_field="formatted",
-                                  response_template="\n### Label:"), bpe_tok)
-    ref = prepare_datasets(config(training_data_path=str(twitter_data), data_formatter_template=TEMPLATE,
-                                  response_template="\n### Label:"), bpe_tok)
+    handler = {
+        "name": "apply_custom_jinja_template",
+        "arguments": {
+            "remove_columns": "all",
+            "batched": False,
+            "fn_kwargs": {"formatted_text_column_name": "formatted", "template": TEMPLATE},
+        },
+    }
+    cfg = write_config(
+        tmp_path / "c.yaml", [{"name": "t", "data_paths": [str(twitter_data)], "data_handlers": [handler]}]
+    )
+    out = prepare_datasets(
+        config(data_config_path=cfg, dataset_text_field="formatted", response_template="\n### Label:"), bpe_tok
+    )
+    ref = prepare_datasets(
+        config(
+            training_data_path=str(twitter_data), data_formatter_template=TEMPLATE, response_template="\n### Label:"
+        ),
+        bpe_tok,
+    )
     assert out.train.to_dict() == ref.train.to_dict() and len(out.train) == 240
 
 
 def test_split_from_one_file_is_disjoint_and_seeded(tmp_path, bpe_tok):
     rows = [{"input_ids": [1, 10 + i], "labels": [-100, 10 + i]} for i in range(50)]
     data = write_jsonl(tmp_path / "p.jsonl", rows)
-    cfg = write_config(tmp_path / "c.yaml", [{"name": "p", "data_paths": [str(data)],
-                                              "split": {"train": 0.8, "validation": 0.2}}], seed=7)
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        [{"name": "p", "data_paths": [str(data)], "split": {"train": 0.8, "validation": 0.2}}],
+        seed=7,
+    )
     a = prepare_datasets(config(data_config_path=cfg), bpe_tok)
     b = prepare_datasets(config(data_config_path=cfg), bpe_tok)
     train = [r[1] for r in a.train["input_ids"]]
@@ -98,9 +122,11 @@ def pretok(tmp_path, name, token, n):
 
 @pytest.mark.parametrize("strategy", ["first_exhausted", "all_exhausted"])
 def test_mixing_shares_match_the_probabilities(tmp_path, bpe_tok, strategy):
-    datasets = [{"name": "a", "data_paths": [pretok(tmp_path, "a", 5, 3000)], "sampling": 0.7},
-                {"name": "b", "data_paths": [pretok(tmp_path, "b", 6, 3000)], "sampling": 0.2},
-                {"name": "c", "data_paths": [pretok(tmp_path, "c", 7, 3000)], "sampling": 0.1}]
+    datasets = [
+        {"name": "a", "data_paths": [pretok(tmp_path, "a", 5, 3000)], "sampling": 0.7},
+        {"name": "b", "data_paths": [pretok(tmp_path, "b", 6, 3000)], "sampling": 0.2},
+        {"name": "c", "data_paths": [pretok(tmp_path, "c", 7, 3000)], "sampling": 0.1},
+    ]
     cfg = write_config(tmp_path / "c.yaml", datasets, seed=3, sampling_stopping_strategy=strategy)
     out = prepare_datasets(config(data_config_path=cfg), bpe_tok)
     first = [r[1] for r in out.train["input_ids"]]
@@ -144,6 +170,7 @@ def test_streaming_needs_max_steps(tmp_path):
 
     data = write_jsonl(tmp_path / "io.jsonl", IO_ROWS)
     cfg = write_config(tmp_path / "c.yaml", [{"name": "io", "data_paths": [str(data)]}], streaming=True)
+
     def run_config(max_steps):
         c = config(data_config_path=cfg)
         c.training_args = types.SimpleNamespace(max_steps=max_steps)
@@ -217,11 +244,19 @@ def test_chat_handler_with_the_peers_extra_argument(tmp_path, bpe_tok):
     from .test_chat import CONVERSATION, TEMPLATE
 
     data = write_jsonl(tmp_path / "chat.jsonl", [CONVERSATION] * 4)
-    handler = {"name": "tokenize_and_apply_chat_template_with_masking", "arguments": {
-        "remove_columns": "all", "batched": False,
-        "fn_kwargs": {"formatted_text_column_name": "formatted_chat_data", "conversation_column": "messages"}}}
-    cfg = write_config(tmp_path / "c.yaml", [{"name": "chat", "data_paths": [str(data)],
-                                              "data_handlers": [handler]}], chat_template=TEMPLATE)
+    handler = {
+        "name": "tokenize_and_apply_chat_template_with_masking",
+        "arguments": {
+            "remove_columns": "all",
+            "batched": False,
+            "fn_kwargs": {"formatted_text_column_name": "formatted_chat_data", "conversation_column": "messages"},
+        },
+    }
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        [{"name": "chat", "data_paths": [str(data)], "data_handlers": [handler]}],
+        chat_template=TEMPLATE,
+    )
     out = prepare_datasets(config(data_config_path=cfg), bpe_tok)
     ref = prepare_datasets(config(training_data_path=str(data), chat_template=TEMPLATE), bpe_tok)
     assert out.train.to_dict() == ref.train.to_dict()

@@ -50,7 +50,7 @@ def scenario(tmp_path, case):
 
 CASES = {
     "unknown_handler": "dataset 'alpaca': data_handlers[0]: unknown data handler 'tokenize_and_apply_input_mask'; "
-                       "did you mean 'tokenize_and_apply_input_masking'? (known: apply_custom_jinja_template,",
+    "did you mean 'tokenize_and_apply_input_masking'? (known: apply_custom_jinja_template,",
     "unknown_key": "dataset 'alpaca': unknown key 'sampeling'; did you mean 'sampling'?",
     "unknown_processor_key": "dataprocessor: unknown key 'streamin'; did you mean 'streaming'?",
     "missing_path": "dataset 'alpaca': data_paths {tmp}/nope.jsonl: no such file or directory",
@@ -59,9 +59,9 @@ CASES = {
     "sum_not_one": "the sampling ratios of the training datasets add up to 0.8, not 1 (alpaca: 0.5, other: 0.3)",
     "no_training_data": "dataset 'alpaca': split train 0.05 of 5 examples leaves no training data",
     "bad_fn_kwarg": "data_handlers[0] (tokenize_and_apply_input_masking): handler 'tokenize_and_apply_input_masking' "
-                    "does not take fn_kwargs.add_eos; did you mean 'add_eos_token'?",
+    "does not take fn_kwargs.add_eos; did you mean 'add_eos_token'?",
     "bad_map_argument": "handler 'tokenize_and_apply_input_masking' has no argument 'remove_column'; did you mean "
-                        "'remove_columns'?",
+    "'remove_columns'?",
 }
 
 
@@ -70,8 +70,7 @@ def test_bad_data_config_is_one_line_exit_2(tmp_path, capsys, bpe_tokenizer_dir,
     datasets, processor = scenario(tmp_path, case)
     cfg = tmp_path / "data.yaml"
     cfg.write_text(yaml.safe_dump({"dataprocessor": processor, "datasets": datasets}))
-    code = main(["data", "preview", "--tokenizer_name_or_path", str(bpe_tokenizer_dir), "--data_config_path",
-                 str(cfg)])
+    code = main(["data", "preview", "--tokenizer_name_or_path", str(bpe_tokenizer_dir), "--data_config_path", str(cfg)])
     err = capsys.readouterr().err
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -82,8 +81,18 @@ def test_training_data_path_and_data_config_together(tmp_path, capsys, bpe_token
     cfg = tmp_path / "data.yaml"
     data = str(write_jsonl(tmp_path / "d.jsonl", ROWS))
     cfg.write_text(yaml.safe_dump({"datasets": [{"name": "a", "data_paths": [data]}]}))
-    code = main(["data", "preview", "--tokenizer_name_or_path", str(bpe_tokenizer_dir), "--data_config_path",
-                 str(cfg), "--training_data_path", data])
+    code = main(
+        [
+            "data",
+            "preview",
+            "--tokenizer_name_or_path",
+            str(bpe_tokenizer_dir),
+            "--data_config_path",
+            str(cfg),
+            "--training_data_path",
+            data,
+        ]
+    )
     assert code == 2 and "--training_data_path and --data_config_path are alternatives" in capsys.readouterr().err
 
 
@@ -92,14 +101,46 @@ def test_preview_and_processing_only_accept_a_data_config(tmp_path, capsys, bpe_
 
     cfg = tmp_path / "data.yaml"
     data = str(write_jsonl(tmp_path / "d.jsonl", ROWS))
-    cfg.write_text(yaml.safe_dump({"datasets": [{"name": "a", "data_paths": [data], "data_handlers": [handler()],
-                                                 "split": {"train": 0.6, "validation": 0.4}}]}))
-    code = main(["data", "preview", "--tokenizer_name_or_path", str(bpe_tokenizer_dir), "--data_config_path",
-                 str(cfg), "-n", "1"])
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": [
+                    {
+                        "name": "a",
+                        "data_paths": [data],
+                        "data_handlers": [handler()],
+                        "split": {"train": 0.6, "validation": 0.4},
+                    }
+                ]
+            }
+        )
+    )
+    code = main(
+        [
+            "data",
+            "preview",
+            "--tokenizer_name_or_path",
+            str(bpe_tokenizer_dir),
+            "--data_config_path",
+            str(cfg),
+            "-n",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "3 examples" in out and "[[" in out
-    code = main(["train", "--model_name_or_path", str(bpe_tokenizer_dir), "--data_config_path", str(cfg),
-                 "--output_dir", str(tmp_path / "o"), "--do_dataprocessing_only"])
+    code = main(
+        [
+            "train",
+            "--model_name_or_path",
+            str(bpe_tokenizer_dir),
+            "--data_config_path",
+            str(cfg),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--do_dataprocessing_only",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert pq.read_table(tmp_path / "o" / "train_dataset" / "ds_00000.parquet").num_rows == 3
     assert pq.read_table(tmp_path / "o" / "validation_dataset" / "ds_00000.parquet").num_rows == 2

@@ -12,25 +12,39 @@ from tuning_core.plugins import get_plugin_manager
 
 from .helpers import config, write_jsonl
 
-FMS_NAMES = {"tokenize_and_apply_input_masking", "apply_custom_jinja_template", "apply_tokenizer_chat_template",
-             "tokenize_and_apply_chat_template_with_masking", "tokenize", "duplicate_columns",
-             "skip_samples_with_large_columns", "remove_columns", "select_columns", "rename_columns"}
-ROWS = [{"input": f"### Input: tweet {i}\n\n### Label:", "output": " complaint" if i % 2 else " no complaint"}
-        for i in range(6)]
-MASKING = {"name": "tokenize_and_apply_input_masking", "arguments": {
-    "remove_columns": "all", "fn_kwargs": {"input_column_name": "input", "output_column_name": "output"}}}
+FMS_NAMES = {
+    "tokenize_and_apply_input_masking",
+    "apply_custom_jinja_template",
+    "apply_tokenizer_chat_template",
+    "tokenize_and_apply_chat_template_with_masking",
+    "tokenize",
+    "duplicate_columns",
+    "skip_samples_with_large_columns",
+    "remove_columns",
+    "select_columns",
+    "rename_columns",
+}
+ROWS = [
+    {"input": f"### Input: tweet {i}\n\n### Label:", "output": " complaint" if i % 2 else " no complaint"}
+    for i in range(6)
+]
+MASKING = {
+    "name": "tokenize_and_apply_input_masking",
+    "arguments": {"remove_columns": "all", "fn_kwargs": {"input_column_name": "input", "output_column_name": "output"}},
+}
 
 
 def write_config(tmp_path, handlers, rows=ROWS):
     data = write_jsonl(tmp_path / "d.jsonl", rows)
     path = tmp_path / "data.yaml"
-    path.write_text(yaml.safe_dump({"datasets": [{"name": "d", "data_paths": [str(data)],
-                                                  "data_handlers": handlers}]}))
+    path.write_text(yaml.safe_dump({"datasets": [{"name": "d", "data_paths": [str(data)], "data_handlers": handlers}]}))
     return str(path)
 
 
 def trained_texts(out, tok):
-    return [tok.decode([t for t, lab in zip(r["input_ids"], r["labels"]) if lab != -100]) for r in out.train]
+    return [
+        tok.decode([t for t, lab in zip(r["input_ids"], r["labels"], strict=False) if lab != -100]) for r in out.train
+    ]
 
 
 def test_tuning_core_data_handlers_builtins_are_registered_through_the_hook(plugins_enabled):
@@ -64,8 +78,11 @@ class RowPlugin:
         def odd_only(element, column_name):
             return "no" not in element[column_name]
 
-        return {"shout": DataHandler(shout), "exclaim": DataHandler(exclaim),
-                "odd_only": DataHandler(odd_only, kind="filter")}
+        return {
+            "shout": DataHandler(shout),
+            "exclaim": DataHandler(exclaim),
+            "odd_only": DataHandler(odd_only, kind="filter"),
+        }
 
 
 @pytest.fixture
@@ -77,10 +94,12 @@ def row_plugin(plugins_enabled):
 
 
 def test_tuning_core_data_handlers_row_batched_and_filter(tmp_path, bpe_tok, row_plugin):
-    handlers = [{"name": "odd_only", "arguments": {"fn_kwargs": {"column_name": "output"}}},
-                {"name": "shout", "arguments": {"fn_kwargs": {"column_name": "output"}}},
-                {"name": "exclaim", "arguments": {"batched": True, "fn_kwargs": {"column_name": "output"}}},
-                MASKING]
+    handlers = [
+        {"name": "odd_only", "arguments": {"fn_kwargs": {"column_name": "output"}}},
+        {"name": "shout", "arguments": {"fn_kwargs": {"column_name": "output"}}},
+        {"name": "exclaim", "arguments": {"batched": True, "fn_kwargs": {"column_name": "output"}}},
+        MASKING,
+    ]
     out = prepare_datasets(config(data_config_path=write_config(tmp_path, handlers)), bpe_tok)
     assert trained_texts(out, bpe_tok) == [" COMPLAINT!</s>"] * 3
 
@@ -111,7 +130,9 @@ def test_tuning_core_data_handlers_cache_follows_the_handler_code(tmp_path, bpe_
         import importlib
         import sys
 
-        module.write_text(f"def mark(element, column_name):\n    return {{column_name: element[column_name] + {body!r}}}\n")
+        module.write_text(
+            f"def mark(element, column_name):\n    return {{column_name: element[column_name] + {body!r}}}\n"
+        )
         sys.modules.pop("edited_handler", None)
         return importlib.import_module("edited_handler").mark
 

@@ -26,9 +26,54 @@ def run(tmp_path, rows, tokenizer, **flags):
 
 EXPECTED = {
     "bpe": [
-        (["<s>", "###", "Ġ", "I", "n", "p", "ut", ":", "Ġ", "Ã", "ľ", "n", "Ã", "¯", "c", "Ã", "¸", "d", "Ã", "©", "Ċ",
-          "###", "Ġ", "O", "ut", "p", "ut", ":", "Ċ", "æ", "Ĺ", "¥", "æ", "ľ", "¬", "è", "ª", "ŀ", "Ġ", "â", "ľ", "ĵ",
-          "</s>"], 29),
+        (
+            [
+                "<s>",
+                "###",
+                "Ġ",
+                "I",
+                "n",
+                "p",
+                "ut",
+                ":",
+                "Ġ",
+                "Ã",
+                "ľ",
+                "n",
+                "Ã",
+                "¯",
+                "c",
+                "Ã",
+                "¸",
+                "d",
+                "Ã",
+                "©",
+                "Ċ",
+                "###",
+                "Ġ",
+                "O",
+                "ut",
+                "p",
+                "ut",
+                ":",
+                "Ċ",
+                "æ",
+                "Ĺ",
+                "¥",
+                "æ",
+                "ľ",
+                "¬",
+                "è",
+                "ª",
+                "ŀ",
+                "Ġ",
+                "â",
+                "ľ",
+                "ĵ",
+                "</s>",
+            ],
+            29,
+        ),
         (["<s>", "a", ":", "Ġ", "b", "</s>"], 4),
         (["<s>", "b", "Ġc", "</s>"], 1),
         (["<s>", "is", "Ġa", "Ġs", "t", "a", "te", "Ġin", "</s>"], 7),
@@ -47,20 +92,23 @@ def test_exact_labels(tmp_path, request, name):
     tok = request.getfixturevalue(f"{name}_tok")
     out = run(tmp_path, ROWS, tok)
     assert out.stats["format"] == "input_output" and out.stats["num_examples"] == 4
-    for row, (want, n_masked) in zip(out.train, EXPECTED[name]):
+    for row, (want, n_masked) in zip(out.train, EXPECTED[name], strict=False):
         assert tokens(tok, row["input_ids"]) == want
         assert label_tokens(tok, row["labels"]) == [MASK] * n_masked + want[n_masked:]
 
 
-@pytest.mark.parametrize("inp,out,text", [
-    ("Q:", "A", "Q: A"),
-    ("Q: ", "A", "Q: A"),
-    ("Q:\n", "A", "Q:\nA"),
-    ("Q:", " A", "Q: A"),
-    ("Q:", "\tA", "Q:\tA"),
-    ("", "A", "A"),
-    ("Q:", "", "Q:"),
-])
+@pytest.mark.parametrize(
+    "inp,out,text",
+    [
+        ("Q:", "A", "Q: A"),
+        ("Q: ", "A", "Q: A"),
+        ("Q:\n", "A", "Q:\nA"),
+        ("Q:", " A", "Q: A"),
+        ("Q:", "\tA", "Q:\tA"),
+        ("", "A", "A"),
+        ("Q:", "", "Q:"),
+    ],
+)
 def test_joining_space_only_when_neither_side_has_whitespace(inp, out, text):
     records = Records([_Source("x.jsonl", rows=[{"input": inp, "output": out}], lines=[1], names=["input", "output"])])
     texts = input_output_texts(records)
@@ -105,7 +153,7 @@ def test_property_trained_tokens_decode_to_the_completion(tmp_path_factory, bpe_
     rows = [{"input": i, "output": o} for i, o in pairs]
     out = run(tmp, rows, bpe_tok, max_seq_length=10_000)
     assert len(out.train) == len(rows)  # output + EOS always leaves something to train
-    for (inp, outp), row in zip(pairs, out.train):
+    for (inp, outp), row in zip(pairs, out.train, strict=False):
         ids, labels = row["input_ids"], row["labels"]
         n_masked = labels.count(-100)
         assert labels[:n_masked] == [-100] * n_masked  # one masked prefix, then trained to the end
@@ -128,6 +176,6 @@ def test_property_truncation_keeps_a_prefix(tmp_path_factory, bpe_tok, pairs, li
         return
     kept = [r for r in full.train if r["labels"][:limit].count(-100) < min(limit, len(r["labels"]))]
     assert len(cut.train) == len(kept)
-    for a, b in zip(kept, cut.train):
+    for a, b in zip(kept, cut.train, strict=False):
         assert b["input_ids"] == a["input_ids"][:limit] and b["labels"] == a["labels"][:limit]
     assert cut.stats["num_truncated"] == sum(len(r["input_ids"]) > limit for r in full.train)

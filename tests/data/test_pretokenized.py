@@ -23,8 +23,10 @@ def test_labels_kept_and_missing_labels_train_everything(tmp_path, bpe_tok):
 
 
 def test_truncation_and_all_masked_rows(tmp_path, bpe_tok, caplog):
-    rows = [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, 4, 5]},
-            {"input_ids": [1, 2, 3, 4], "labels": [-100, -100, -100, 4]}]
+    rows = [
+        {"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, 4, 5]},
+        {"input_ids": [1, 2, 3, 4], "labels": [-100, -100, -100, 4]},
+    ]
     with caplog.at_level("WARNING", logger="tuning_core.data"):
         out = run(tmp_path, rows, bpe_tok, max_seq_length=3)
     assert out.train["input_ids"] == [[1, 2, 3]] and out.train["labels"] == [[-100, 2, 3]]
@@ -32,23 +34,32 @@ def test_truncation_and_all_masked_rows(tmp_path, bpe_tok, caplog):
     assert "example 1 (" in caplog.text
 
 
-@pytest.mark.parametrize("row,message", [
-    ({"input_ids": "1 2 3"}, r"example 1 \(.*line 2\): 'input_ids' must be a non-empty list of integers"),
-    ({"input_ids": []}, r"example 1 .*'input_ids' must be a non-empty list of integers"),
-    ({"input_ids": [1, 2.5]}, r"example 1 .*'input_ids' must be a non-empty list of integers"),
-    ({"input_ids": [1, 2], "labels": [1]}, r"example 1 .*'labels' has 1 entries but 'input_ids' has 2"),
-    ({"input_ids": [1, 2], "labels": None}, r"example 1 .*'labels' must be a list of integers"),
-])
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ({"input_ids": "1 2 3"}, r"example 1 \(.*line 2\): 'input_ids' must be a non-empty list of integers"),
+        ({"input_ids": []}, r"example 1 .*'input_ids' must be a non-empty list of integers"),
+        ({"input_ids": [1, 2.5]}, r"example 1 .*'input_ids' must be a non-empty list of integers"),
+        ({"input_ids": [1, 2], "labels": [1]}, r"example 1 .*'labels' has 1 entries but 'input_ids' has 2"),
+        ({"input_ids": [1, 2], "labels": None}, r"example 1 .*'labels' must be a list of integers"),
+    ],
+)
 def test_bad_rows(tmp_path, bpe_tok, row, message):
     with pytest.raises(DataError, match=message):
         run(tmp_path, [{"input_ids": [1, 2], "labels": [1, 2]}, row], bpe_tok)
 
 
-@pytest.mark.parametrize("flags,message", [
-    (dict(dataset_text_field="output", response_template="x"), "already tokenized .* --dataset_text_field"),
-    (dict(data_formatter_template="{{a}}", response_template="x"), "already tokenized .* --data_formatter_template"),
-    (dict(chat_template="{{ x }}"), "already tokenized .* --chat_template does not apply"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (dict(dataset_text_field="output", response_template="x"), "already tokenized .* --dataset_text_field"),
+        (
+            dict(data_formatter_template="{{a}}", response_template="x"),
+            "already tokenized .* --data_formatter_template",
+        ),
+        (dict(chat_template="{{ x }}"), "already tokenized .* --chat_template does not apply"),
+    ],
+)
 def test_templates_with_pretokenized_data_conflict(tmp_path, bpe_tok, flags, message):
     with pytest.raises(ConfigError, match=message) as e:
         run(tmp_path, [{"input_ids": [1, 2]}], bpe_tok, **flags)

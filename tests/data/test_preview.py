@@ -17,15 +17,18 @@ def dataset(tok, prompt, completion):
 def test_markers_keep_sentencepiece_spaces(sp_tok):
     # Decoded alone, "▁complaint" would lose its space; the preview must show it.
     lines = render_preview(dataset(sp_tok, "### Label:", " complaint"), sp_tok, n=5, color=False).splitlines()
-    assert lines == ["(trained text is between [[ and ]]; ↵ marks a newline)",
-                     "--- example 0: 5 tokens, 2 trained, 3 masked ---",
-                     "<s> ### Label:[[ complaint</s>]]"]
+    assert lines == [
+        "(trained text is between [[ and ]]; ↵ marks a newline)",
+        "--- example 0: 5 tokens, 2 trained, 3 masked ---",
+        "<s> ### Label:[[ complaint</s>]]",
+    ]
 
 
 def test_newlines_visible_and_summary(bpe_tok):
-    data = ProcessedData(dataset(bpe_tok, "a\n### Label:", "\nb"),
-                         stats={"format": "text_field", "num_truncated": 1, "max_seq_length": 8,
-                                "num_dropped_no_labels": 2})
+    data = ProcessedData(
+        dataset(bpe_tok, "a\n### Label:", "\nb"),
+        stats={"format": "text_field", "num_truncated": 1, "max_seq_length": 8, "num_dropped_no_labels": 2},
+    )
     lines = render_preview(data, bpe_tok, n=1, color=False).splitlines()
     assert lines[0] == "data: format text_field, 1 examples, 1 truncated to 8 tokens, 2 dropped with nothing to train"
     assert lines[-3:] == ["<s>a↵", "### Label:[[↵", "b</s>]]"]

@@ -13,8 +13,10 @@ from tuning_core.errors import DataError
 
 from .helpers import config, write_jsonl
 
-ROWS = [{"input": "### Input: a ### Output:", "output": "complaint"},
-        {"input": "### Input: b ### Output:", "output": "no complaint"}]
+ROWS = [
+    {"input": "### Input: a ### Output:", "output": "complaint"},
+    {"input": "### Input: b ### Output:", "output": "no complaint"},
+]
 
 
 def write(path: Path, rows=ROWS) -> Path:
@@ -80,11 +82,14 @@ def test_validation_data(tmp_path, bpe_tok, reference):
     assert out.stats["eval"]["num_examples"] == 1
 
 
-@pytest.mark.parametrize("content,line,what", [
-    ('{"input": "a", "output": "b"}\n{"input": "a", "output": }\n', 2, "malformed JSON"),
-    ('{"input": "a", "output": "b"}\n\n{"input": "a", "output": "b"}\n[1, 2]\n', 4, "expected a JSON object"),
-    ('{"input": "a", "output": "b"}\n{"input": "a", "output": "b"', 2, "malformed JSON"),
-])
+@pytest.mark.parametrize(
+    "content,line,what",
+    [
+        ('{"input": "a", "output": "b"}\n{"input": "a", "output": }\n', 2, "malformed JSON"),
+        ('{"input": "a", "output": "b"}\n\n{"input": "a", "output": "b"}\n[1, 2]\n', 4, "expected a JSON object"),
+        ('{"input": "a", "output": "b"}\n{"input": "a", "output": "b"', 2, "malformed JSON"),
+    ],
+)
 def test_malformed_jsonl_names_file_and_line(tmp_path, bpe_tok, content, line, what):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)
@@ -119,8 +124,10 @@ def test_not_utf8(tmp_path, bpe_tok):
         process(bpe_tok, path)
 
 
-@pytest.mark.parametrize("name,content", [("empty.jsonl", ""), ("blank.jsonl", "\n\n"), ("empty.json", "[]"),
-                                          ("header.csv", "input,output\n")])
+@pytest.mark.parametrize(
+    "name,content",
+    [("empty.jsonl", ""), ("blank.jsonl", "\n\n"), ("empty.json", "[]"), ("header.csv", "input,output\n")],
+)
 def test_empty_data(tmp_path, bpe_tok, name, content):
     path = tmp_path / name
     path.write_text(content)
@@ -131,8 +138,11 @@ def test_empty_data(tmp_path, bpe_tok, name, content):
 def test_unknown_extension(tmp_path, bpe_tok):
     path = tmp_path / "train.txt"
     path.write_text("hello")
-    with pytest.raises(DataError, match=r"train.txt: unsupported file extension '.txt'; expected one of .json, "
-                                        r".jsonl, .parquet, .arrow, .csv"):
+    with pytest.raises(
+        DataError,
+        match=r"train.txt: unsupported file extension '.txt'; expected one of .json, "
+        r".jsonl, .parquet, .arrow, .csv",
+    ):
         process(bpe_tok, path)
 
 
@@ -145,8 +155,12 @@ def test_missing_path_directory_and_glob(tmp_path, bpe_tok):
     with pytest.raises(DataError, match=r"\*.parquet: the pattern matches no files"):
         process(bpe_tok, tmp_path / "*.parquet")
     with pytest.raises(DataError, match=r"--validation_data_path .*val.jsonl: no such file"):
-        prepare_datasets(config(training_data_path=str(write(tmp_path / "t.jsonl")),
-                                validation_data_path=str(tmp_path / "val.jsonl")), bpe_tok)
+        prepare_datasets(
+            config(
+                training_data_path=str(write(tmp_path / "t.jsonl")), validation_data_path=str(tmp_path / "val.jsonl")
+            ),
+            bpe_tok,
+        )
 
 
 def test_unreadable_file(tmp_path, bpe_tok, monkeypatch):

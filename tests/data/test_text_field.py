@@ -26,24 +26,115 @@ def one(tmp_path, tok, text, **flags):
 # Expected sequences, token by token. Masked positions show as MASK; the response template (which starts
 # with a newline, typed as a literal "\n" the way a shell passes it) and the BOS stay masked; the completion
 # and the appended EOS are trained.
-@pytest.mark.parametrize("name,text,ids,labels", [
-    ("bpe", TWEET,
-     ["<s>", "###", "ĠText", ":", "ĠCustomer", "Ġsupport", "Ġis", "Ġstill", "Ġmissing", "Ċ", "Ċ", "###", "ĠLabel",
-      ":", "Ġcomplaint", "</s>"],
-     [MASK] * 14 + ["Ġcomplaint", "</s>"]),
-    ("sp", TWEET,
-     ["<s>", "▁###", "▁Text:", "▁Customer", "▁support", "▁is", "▁still", "▁missing\n\n###", "▁Label:",
-      "▁complaint", "</s>"],
-     [MASK] * 9 + ["▁complaint", "</s>"]),
-    ("bpe", UNICODE,
-     ["<s>", "###", "ĠText", ":", "Ġ", "Ã", "ľ", "n", "Ã", "¯", "c", "Ã", "¸", "d", "Ã", "©", "Ġ", "â", "ľ", "ĵ", "Ġ",
-      "æ", "Ĺ", "¥", "æ", "ľ", "¬", "è", "ª", "ŀ", "Ċ", "Ċ", "###", "ĠLabel", ":", "Ġ", "æ", "Ĺ", "¥", "æ", "ľ", "¬",
-      "è", "ª", "ŀ", "Ġ", "â", "ľ", "ĵ", "</s>"],
-     [MASK] * 35 + ["Ġ", "æ", "Ĺ", "¥", "æ", "ľ", "¬", "è", "ª", "ŀ", "Ġ", "â", "ľ", "ĵ", "</s>"]),
-    ("sp", UNICODE,
-     ["<s>", "▁###", "▁Text:", "▁Ünïcødé", "▁✓", "▁日本語", "\n\n###", "▁Label:", "▁日本語", "▁✓", "</s>"],
-     [MASK] * 8 + ["▁日本語", "▁✓", "</s>"]),
-])
+@pytest.mark.parametrize(
+    "name,text,ids,labels",
+    [
+        (
+            "bpe",
+            TWEET,
+            [
+                "<s>",
+                "###",
+                "ĠText",
+                ":",
+                "ĠCustomer",
+                "Ġsupport",
+                "Ġis",
+                "Ġstill",
+                "Ġmissing",
+                "Ċ",
+                "Ċ",
+                "###",
+                "ĠLabel",
+                ":",
+                "Ġcomplaint",
+                "</s>",
+            ],
+            [MASK] * 14 + ["Ġcomplaint", "</s>"],
+        ),
+        (
+            "sp",
+            TWEET,
+            [
+                "<s>",
+                "▁###",
+                "▁Text:",
+                "▁Customer",
+                "▁support",
+                "▁is",
+                "▁still",
+                "▁missing\n\n###",
+                "▁Label:",
+                "▁complaint",
+                "</s>",
+            ],
+            [MASK] * 9 + ["▁complaint", "</s>"],
+        ),
+        (
+            "bpe",
+            UNICODE,
+            [
+                "<s>",
+                "###",
+                "ĠText",
+                ":",
+                "Ġ",
+                "Ã",
+                "ľ",
+                "n",
+                "Ã",
+                "¯",
+                "c",
+                "Ã",
+                "¸",
+                "d",
+                "Ã",
+                "©",
+                "Ġ",
+                "â",
+                "ľ",
+                "ĵ",
+                "Ġ",
+                "æ",
+                "Ĺ",
+                "¥",
+                "æ",
+                "ľ",
+                "¬",
+                "è",
+                "ª",
+                "ŀ",
+                "Ċ",
+                "Ċ",
+                "###",
+                "ĠLabel",
+                ":",
+                "Ġ",
+                "æ",
+                "Ĺ",
+                "¥",
+                "æ",
+                "ľ",
+                "¬",
+                "è",
+                "ª",
+                "ŀ",
+                "Ġ",
+                "â",
+                "ľ",
+                "ĵ",
+                "</s>",
+            ],
+            [MASK] * 35 + ["Ġ", "æ", "Ĺ", "¥", "æ", "ľ", "¬", "è", "ª", "ŀ", "Ġ", "â", "ľ", "ĵ", "</s>"],
+        ),
+        (
+            "sp",
+            UNICODE,
+            ["<s>", "▁###", "▁Text:", "▁Ünïcødé", "▁✓", "▁日本語", "\n\n###", "▁Label:", "▁日本語", "▁✓", "</s>"],
+            [MASK] * 8 + ["▁日本語", "▁✓", "</s>"],
+        ),
+    ],
+)
 def test_exact_labels(tmp_path, request, name, text, ids, labels):
     tok = request.getfixturevalue(f"{name}_tok")
     got_ids, got_labels, out = one(tmp_path, tok, text, response_template="\\n### Label:")
@@ -68,16 +159,19 @@ def test_last_occurrence_of_the_template_starts_the_response(tmp_path, bpe_tok):
     assert ids[-3:] == ["Ġno", "Ġcomplaint", "</s>"]
 
 
-@pytest.mark.parametrize("template,completion", [
-    ("### Label: ", "complaint"),      # ends in a space: the next token would swallow it
-    ("### Lab", "el: complaint"),      # ends inside a word
-])
+@pytest.mark.parametrize(
+    "template,completion",
+    [
+        ("### Label: ", "complaint"),  # ends in a space: the next token would swallow it
+        ("### Lab", "el: complaint"),  # ends inside a word
+    ],
+)
 def test_template_ending_inside_a_token_is_split_exactly(tmp_path, tok, template, completion):
     text = "### Text: x\n" + template + completion
     out = run(tmp_path, [{"output": text}], tokenizer=tok, response_template=template)
     row = out.train[0]
-    trained = [i for i, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
-    masked = [i for i, lab in zip(row["input_ids"], row["labels"]) if lab == -100]
+    trained = [i for i, lab in zip(row["input_ids"], row["labels"], strict=False) if lab != -100]
+    masked = [i for i, lab in zip(row["input_ids"], row["labels"], strict=False) if lab == -100]
     # The pieces tokenize on their own: the prompt exactly as a prompt (with BOS), the completion with no
     # invented leading space; nothing of the template is trained and all of the completion is.
     assert tok.decode(masked, skip_special_tokens=True).strip() == ("### Text: x\n" + template).strip()
@@ -92,16 +186,18 @@ def test_every_bundled_example_matches_separate_tokenization(tmp_path, tok, twit
     import json
 
     rows = [json.loads(line) for line in twitter_data.read_text().splitlines()]
-    out = prepare_datasets(config(training_data_path=str(twitter_data), dataset_text_field="output",
-                                  response_template="\\n### Label:"), tok)
+    out = prepare_datasets(
+        config(training_data_path=str(twitter_data), dataset_text_field="output", response_template="\\n### Label:"),
+        tok,
+    )
     assert len(out.train) == len(rows)
-    for row, ex in zip(rows, out.train):
+    for row, ex in zip(rows, out.train, strict=False):
         text = row["output"]
         cut = text.rfind("\n### Label:") + len("\n### Label:")
         prompt_ids = tok(text[:cut])["input_ids"]
         full_ids = tok(text)["input_ids"]
         assert ex["input_ids"] == full_ids + [tok.eos_token_id]
-        assert ex["labels"] == [-100] * len(prompt_ids) + full_ids[len(prompt_ids):] + [tok.eos_token_id]
+        assert ex["labels"] == [-100] * len(prompt_ids) + full_ids[len(prompt_ids) :] + [tok.eos_token_id]
         assert tok.decode([x for x in ex["labels"] if x != -100]).strip() == row["text_label"] + "</s>"
 
 
@@ -111,8 +207,24 @@ def test_without_response_template_everything_but_bos_is_trained(tmp_path, bpe_t
     assert labels == [MASK, "a", "Ġb", "</s>"]
 
 
-FULL = ["<s>", "###", "ĠText", ":", "ĠCustomer", "Ġsupport", "Ġis", "Ġstill", "Ġmissing", "Ċ", "Ċ", "###",
-        "ĠLabel", ":", "Ġcomplaint", "</s>"]  # TWEET with the BPE tokenizer: 16 tokens with EOS
+FULL = [
+    "<s>",
+    "###",
+    "ĠText",
+    ":",
+    "ĠCustomer",
+    "Ġsupport",
+    "Ġis",
+    "Ġstill",
+    "Ġmissing",
+    "Ċ",
+    "Ċ",
+    "###",
+    "ĠLabel",
+    ":",
+    "Ġcomplaint",
+    "</s>",
+]  # TWEET with the BPE tokenizer: 16 tokens with EOS
 
 
 @pytest.mark.parametrize("limit,truncated", [(17, 0), (16, 0), (15, 1)])
@@ -154,8 +266,9 @@ def test_missing_template_fails_with_count_and_indices(tmp_path, bpe_tok):
 def test_missing_template_can_be_skipped_with_a_warning(tmp_path, bpe_tok, caplog):
     rows = [{"output": TWEET}, {"output": "no template"}, {"output": TWEET}]
     with caplog.at_level("WARNING", logger="tuning_core.data"):
-        out = run(tmp_path, rows, tokenizer=bpe_tok, response_template="\\n### Label:",
-                  skip_missing_response_template=True)
+        out = run(
+            tmp_path, rows, tokenizer=bpe_tok, response_template="\\n### Label:", skip_missing_response_template=True
+        )
     assert len(out.train) == 2 and out.stats["num_skipped_no_template"] == 1
     assert "dropped 1 examples without the response template" in caplog.text
 

@@ -25,8 +25,15 @@ def launch_env(probe_site):
 
     def make(probe_dir, gpus=False, **extra):
         path = os.pathsep.join([str(probe_site), str(HERE)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-        env = dict(os.environ, PYTHONPATH=path, TUNING_CORE_PLUGINS="rank_probe", RANK_PROBE_DIR=str(probe_dir),
-                   OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+        env = dict(
+            os.environ,
+            PYTHONPATH=path,
+            TUNING_CORE_PLUGINS="rank_probe",
+            RANK_PROBE_DIR=str(probe_dir),
+            OMP_NUM_THREADS="1",
+            TOKENIZERS_PARALLELISM="false",
+            HF_HUB_OFFLINE="1",
+        )
         for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_CPU"):
             env.pop(key, None)
         if not gpus:
@@ -40,11 +47,14 @@ def launch_env(probe_site):
 @pytest.fixture(scope="session")
 def reference_full(tiny_llama, twitter_data, tmp_path_factory):
     """One process, batch 4, full fine-tuning, 6 steps with checkpoints at 2, 4 and 6."""
-    from tuning_core.testing.plugins import only_plugins
     from tuning_core.pipeline import run_training
+    from tuning_core.testing.plugins import only_plugins
 
     out = tmp_path_factory.mktemp("reference_full")
     with only_plugins():
-        run_training(train_args(tiny_llama, twitter_data, out, "--peft_method", "None", "--use_cpu", "true",
-                                steps=6, per_device=4))
+        run_training(
+            train_args(
+                tiny_llama, twitter_data, out, "--peft_method", "None", "--use_cpu", "true", steps=6, per_device=4
+            )
+        )
     return out

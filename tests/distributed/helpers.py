@@ -34,20 +34,37 @@ def tool(name: str) -> str:
 
 def train_args(model, data, out, *extra, steps=4, per_device=2, save_steps=2):
     """Same flags for every run: constant lr so a 4-step run is the first 4 steps of a 6-step one."""
-    return train_argv(model, data, out, "--lr_scheduler_type", "constant", "--save_steps", str(save_steps),
-                      "--dataloader_drop_last", "true", "--torch_dtype", "float32", "--bf16", "false", *extra,
-                      steps=steps, batch=per_device, lr="1e-3", save_strategy="steps")
+    return train_argv(
+        model,
+        data,
+        out,
+        "--lr_scheduler_type",
+        "constant",
+        "--save_steps",
+        str(save_steps),
+        "--dataloader_drop_last",
+        "true",
+        "--torch_dtype",
+        "float32",
+        "--bf16",
+        "false",
+        *extra,
+        steps=steps,
+        batch=per_device,
+        lr="1e-3",
+        save_strategy="steps",
+    )
 
 
 def with_flag(args: list, flag: str, value: str) -> list:
     i = args.index(flag)
-    return args[:i + 1] + [value] + args[i + 2:]
+    return args[: i + 1] + [value] + args[i + 2 :]
 
 
 def moved(args: list, old, new) -> list:
     """``args`` with every path under ``old`` moved under ``new``."""
     old, new = str(old), str(new)
-    return [new + a[len(old):] if a == old or a.startswith(old + os.sep) else a for a in map(str, args)]
+    return [new + a[len(old) :] if a == old or a.startswith(old + os.sep) else a for a in map(str, args)]
 
 
 jsonl = read_jsonl
@@ -55,8 +72,10 @@ logged_losses = logged
 
 
 def probes(probe_dir) -> list[dict]:
-    return [json.loads((Path(probe_dir) / f"rank{i}.json").read_text())
-            for i in range(len(list(Path(probe_dir).glob("rank*.json"))))]
+    return [
+        json.loads((Path(probe_dir) / f"rank{i}.json").read_text())
+        for i in range(len(list(Path(probe_dir).glob("rank*.json"))))
+    ]
 
 
 def load_weights(path) -> dict:
@@ -71,13 +90,22 @@ def max_difference(a: dict, b: dict) -> float:
 
 
 def run_launcher(cmd: list, env: dict, timeout: int = LAUNCH_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=str(ROOT))
+    return subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT)
+    )
 
 
 def torchrun(*args) -> list:
-    return [tool("torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(free_port()), *args]
+    return [
+        tool("torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *args,
+    ]
 
 
 def accelerate_launch(*args) -> list:

@@ -11,8 +11,19 @@ import shutil
 
 import pytest
 
-from .helpers import (describe, jsonl, load_weights, logged_losses, max_difference, moved, probes, run_launcher,
-                       torchrun, train_args, with_flag)
+from .helpers import (
+    describe,
+    jsonl,
+    load_weights,
+    logged_losses,
+    max_difference,
+    moved,
+    probes,
+    run_launcher,
+    torchrun,
+    train_args,
+    with_flag,
+)
 
 pytestmark = pytest.mark.slow
 TOL = 1e-5  # float32 sums in another order (two ranks, one thread each) differ by ~1e-6
@@ -36,8 +47,7 @@ def resumed_run(ddp_run, tmp_path_factory, launch_env):
     shutil.copytree(out, resumed)
     shutil.rmtree(resumed / "final")
     args = with_flag(moved(args, out, resumed), "--max_steps", "6")
-    done = run_launcher(torchrun("-m", "tuning_core.sft_trainer", *args),
-                        launch_env(probe_dir))
+    done = run_launcher(torchrun("-m", "tuning_core.sft_trainer", *args), launch_env(probe_dir))
     assert done.returncode == 0, describe(done)
     return resumed, probe_dir, done
 
@@ -64,7 +74,7 @@ def test_weights_equal_single_process_with_the_same_global_batch(ddp_run, refere
     assert max_difference(load_weights(out / "checkpoint-2"), load_weights(reference_full / "checkpoint-2")) < TOL
     ours, theirs = logged_losses(out), logged_losses(reference_full)[:4]
     assert [s for s, _ in ours] == [s for s, _ in theirs] == [1, 2, 3, 4]
-    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(ours, theirs))
+    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(ours, theirs, strict=False))
 
 
 def test_only_rank_zero_writes_outputs(ddp_run):
@@ -73,15 +83,24 @@ def test_only_rank_zero_writes_outputs(ddp_run):
     assert [r["data"]["step"] for r in rows] == [1, 2, 3, 4]  # one line per step, not one per rank
     assert rows[0]["data"]["epoch"] == pytest.approx(4 / 240, abs=1e-4)  # a step consumed 2 x 2 examples
     assert done.stdout.count("***** tuning-core *****") == 1
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("README")) == \
-        ["checkpoint-2", "checkpoint-4", "final", "training_logs.jsonl"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("README")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+        "final",
+        "training_logs.jsonl",
+    ]
     assert not list(out.glob(".*staging*"))
     assert (out / "final" / "model.safetensors").is_file()
     for step in (2, 4):
         ckpt = out / f"checkpoint-{step}"
         # Rank 0 writes the model, optimizer and marker; each rank writes its own RNG state.
-        assert {"model.safetensors", "optimizer.pt", "checkpoint_complete.json", "rng_state_0.pth",
-                "rng_state_1.pth"} <= {p.name for p in ckpt.iterdir()}
+        assert {
+            "model.safetensors",
+            "optimizer.pt",
+            "checkpoint_complete.json",
+            "rng_state_0.pth",
+            "rng_state_1.pth",
+        } <= {p.name for p in ckpt.iterdir()}
         assert jsonl(ckpt / "checkpoint_complete.json")[0]["step"] == step
 
 
@@ -93,14 +112,26 @@ def test_resume_continues_at_the_right_step(resumed_run, reference_full):
     # Same data order, optimizer state and weights as the uninterrupted single-process run.
     assert max_difference(load_weights(out / "final"), load_weights(reference_full / "checkpoint-6")) < TOL
     ours, theirs = logged_losses(out)[4:], logged_losses(reference_full)[4:]
-    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(ours, theirs))
+    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(ours, theirs, strict=False))
 
 
 def test_lora_under_torchrun_takes_the_rank_as_lora_r(tiny_llama, twitter_data, tmp_path, launch_env):
     """torchrun's parser reads `--r` as an abbreviation of its own options; `--lora_r` is the same flag."""
     out = tmp_path / "out"
-    args = train_args(tiny_llama, twitter_data, out, "--peft_method", "lora", "--lora_r", "4", "--lora_alpha", "8",
-                      "--save_model_dir", out / "final", steps=2)
+    args = train_args(
+        tiny_llama,
+        twitter_data,
+        out,
+        "--peft_method",
+        "lora",
+        "--lora_r",
+        "4",
+        "--lora_alpha",
+        "8",
+        "--save_model_dir",
+        out / "final",
+        steps=2,
+    )
     done = run_launcher(torchrun("-m", "tuning_core.sft_trainer", *args), launch_env(tmp_path / "probe"))
     assert done.returncode == 0, describe(done)
     adapter = json.loads((out / "final" / "adapter_config.json").read_text())

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from tuning_core.fsdp_check import check_accelerate_config, main
 from tuning_core.errors import ConfigError
+from tuning_core.fsdp_check import check_accelerate_config, main
 
 from .helpers import FSDP_DEFAULTS
 
@@ -37,8 +37,10 @@ def test_shipped_defaults_launch_one_process_unless_told():
 
 def test_command_line_check(capsys):
     assert main([str(FSDP_DEFAULTS)]) == 0
-    assert "FSDP2, reshard_after_forward=True, wrap TRANSFORMER_BASED_WRAP, state dict FULL_STATE_DICT" \
+    assert (
+        "FSDP2, reshard_after_forward=True, wrap TRANSFORMER_BASED_WRAP, state dict FULL_STATE_DICT"
         in capsys.readouterr().out
+    )
 
 
 def test_check_fsdp_is_a_tuning_core_command(capsys):
@@ -49,16 +51,22 @@ def test_check_fsdp_is_a_tuning_core_command(capsys):
     assert "FSDP2" in out and "state dict FULL_STATE_DICT" in out
 
 
-@pytest.mark.parametrize("change, fsdp, message", [
-    ({}, {"fsdp_state_dict_typ": "FULL_STATE_DICT"}, "unknown key 'fsdp_state_dict_typ'; did you mean "
-                                                      "'fsdp_state_dict_type'"),
-    ({"num_process": 2}, {}, "unknown accelerate setting 'num_process'; did you mean 'num_processes'"),
-    ({"distributed_type": "MULTI_GPU"}, {}, "needs distributed_type: FSDP"),
-    ({}, {"fsdp_sync_module_states": False}, "fsdp_sync_module_states"),
-    ({}, {"fsdp_state_dict_type": "LOCAL_STATE_DICT"}, "FSDP2 does not support LOCAL_STATE_DICT"),
-    ({}, {"fsdp_auto_wrap_policy": "LAYER_WRAP"}, "Invalid auto wrap policy"),
-    ({}, {"fsdp_reshard_after_forward": "FULL_SHARD"}, "rejects it"),
-])
+@pytest.mark.parametrize(
+    "change, fsdp, message",
+    [
+        (
+            {},
+            {"fsdp_state_dict_typ": "FULL_STATE_DICT"},
+            "unknown key 'fsdp_state_dict_typ'; did you mean 'fsdp_state_dict_type'",
+        ),
+        ({"num_process": 2}, {}, "unknown accelerate setting 'num_process'; did you mean 'num_processes'"),
+        ({"distributed_type": "MULTI_GPU"}, {}, "needs distributed_type: FSDP"),
+        ({}, {"fsdp_sync_module_states": False}, "fsdp_sync_module_states"),
+        ({}, {"fsdp_state_dict_type": "LOCAL_STATE_DICT"}, "FSDP2 does not support LOCAL_STATE_DICT"),
+        ({}, {"fsdp_auto_wrap_policy": "LAYER_WRAP"}, "Invalid auto wrap policy"),
+        ({}, {"fsdp_reshard_after_forward": "FULL_SHARD"}, "rejects it"),
+    ],
+)
 def test_bad_files_are_rejected_with_the_reason(tmp_path, change, fsdp, message):
     with pytest.raises(ConfigError, match="accelerate.yaml") as info:
         check_accelerate_config(variant(tmp_path, change, fsdp))
@@ -75,8 +83,9 @@ def test_not_a_mapping_or_missing(tmp_path):
 
 
 def test_sharded_checkpoints_and_fsdp1_settings_get_notes(tmp_path):
-    s = check_accelerate_config(variant(tmp_path, fsdp={"fsdp_state_dict_type": "SHARDED_STATE_DICT",
-                                                        "fsdp_backward_prefetch": "BACKWARD_PRE"}))
+    s = check_accelerate_config(
+        variant(tmp_path, fsdp={"fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_backward_prefetch": "BACKWARD_PRE"})
+    )
     assert s.state_dict_type == "SHARDED_STATE_DICT"
     assert any("gathers full weights for save_model_dir" in n for n in s.notes)
     assert any("fsdp_backward_prefetch is an FSDP1 setting that FSDP2 ignores" in n for n in s.notes)
@@ -84,9 +93,16 @@ def test_sharded_checkpoints_and_fsdp1_settings_get_notes(tmp_path):
 
 def test_fms_hf_tuning_style_fsdp1_file_still_validates(tmp_path):
     """fms-hf-tuning's own defaults: FSDP1, numeric sharding strategy, backward prefetch."""
-    path = variant(tmp_path, fsdp={"fsdp_version": 1, "fsdp_sharding_strategy": 1,
-                                   "fsdp_backward_prefetch": "BACKWARD_PRE", "fsdp_forward_prefetch": False},
-                   drop=("fsdp_reshard_after_forward",))
+    path = variant(
+        tmp_path,
+        fsdp={
+            "fsdp_version": 1,
+            "fsdp_sharding_strategy": 1,
+            "fsdp_backward_prefetch": "BACKWARD_PRE",
+            "fsdp_forward_prefetch": False,
+        },
+        drop=("fsdp_reshard_after_forward",),
+    )
     s = check_accelerate_config(path)
     assert s.fsdp_version == 1 and s.sharding == "FULL_SHARD" and s.full_shard and s.notes == []
 

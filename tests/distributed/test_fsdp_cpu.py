@@ -13,19 +13,52 @@ import shutil
 
 import pytest
 
-from .helpers import (FSDP_DEFAULTS, HERE, accelerate_launch, describe, free_port, jsonl, load_weights, logged_losses,
-                      max_difference, moved, probes, run_launcher, train_args, with_flag)
+from .helpers import (
+    FSDP_DEFAULTS,
+    HERE,
+    accelerate_launch,
+    describe,
+    free_port,
+    jsonl,
+    load_weights,
+    logged_losses,
+    max_difference,
+    moved,
+    probes,
+    run_launcher,
+    train_args,
+    with_flag,
+)
 
 pytestmark = pytest.mark.slow
 TOL = 1e-5
 WORKER = HERE / "fsdp_on_cpu.py"
-LORA = ["--peft_method", "lora", "--r", "4", "--lora_alpha", "8", "--lora_dropout", "0",
-        "--target_modules", "q_proj", "v_proj"]
+LORA = [
+    "--peft_method",
+    "lora",
+    "--r",
+    "4",
+    "--lora_alpha",
+    "8",
+    "--lora_dropout",
+    "0",
+    "--target_modules",
+    "q_proj",
+    "v_proj",
+]
 
 
 def fsdp_launch(*launch_options):
-    return accelerate_launch("--config_file", FSDP_DEFAULTS, "--num_processes", "2",
-                             "--main_process_port", str(free_port()), *launch_options, WORKER)
+    return accelerate_launch(
+        "--config_file",
+        FSDP_DEFAULTS,
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        *launch_options,
+        WORKER,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +86,26 @@ def fsdp_resumed(fsdp_run, tmp_path_factory, launch_env):
 
 @pytest.fixture(scope="module")
 def reference_lora(tiny_llama, twitter_data, tmp_path_factory):
-    from tuning_core.testing.plugins import only_plugins
     from tuning_core.pipeline import run_training
+    from tuning_core.testing.plugins import only_plugins
 
     out = tmp_path_factory.mktemp("reference_lora")
     with only_plugins():
-        result = run_training(train_args(tiny_llama, twitter_data, out, *LORA, "--save_model_dir", out / "final",
-                                         "--use_cpu", "true", steps=3, per_device=4, save_steps=3))
+        result = run_training(
+            train_args(
+                tiny_llama,
+                twitter_data,
+                out,
+                *LORA,
+                "--save_model_dir",
+                out / "final",
+                "--use_cpu",
+                "true",
+                steps=3,
+                per_device=4,
+                save_steps=3,
+            )
+        )
     return out, result
 
 
@@ -70,8 +116,10 @@ def test_parameters_are_sharded_across_the_two_ranks(fsdp_run):
     total = ranks[0]["total_numel"]
     assert all(r["local_numel"] < 0.6 * total for r in ranks)  # each rank holds about half
     assert sum(r["local_numel"] for r in ranks) == total
-    assert "distributed: FSDP2 over 2 processes (gloo), reshard_after_forward=True, checkpoints FULL_STATE_DICT" \
+    assert (
+        "distributed: FSDP2 over 2 processes (gloo), reshard_after_forward=True, checkpoints FULL_STATE_DICT"
         in done.stdout
+    )
 
 
 def test_full_model_saved_and_equal_to_single_process(fsdp_run, reference_full, tiny_llama):
@@ -92,8 +140,13 @@ def test_only_rank_zero_logs_and_every_rank_saves_its_part(fsdp_run):
     assert done.stdout.count("***** tuning-core *****") == 1
     for step in (2, 4):
         names = {p.name for p in (out / f"checkpoint-{step}").iterdir()}
-        assert {"pytorch_model_fsdp.bin", "optimizer.bin", "rng_state_0.pth", "rng_state_1.pth",
-                "checkpoint_complete.json"} <= names
+        assert {
+            "pytorch_model_fsdp.bin",
+            "optimizer.bin",
+            "rng_state_0.pth",
+            "rng_state_1.pth",
+            "checkpoint_complete.json",
+        } <= names
 
 
 def test_resume_from_an_fsdp_checkpoint(fsdp_resumed, reference_full):
@@ -103,8 +156,9 @@ def test_resume_from_an_fsdp_checkpoint(fsdp_resumed, reference_full):
     assert max_difference(load_weights(out / "final"), load_weights(reference_full / "checkpoint-6")) < TOL
 
 
-def test_lora_with_sharded_checkpoints_saves_a_full_adapter(tiny_llama, twitter_data, tmp_path, launch_env,
-                                                             reference_lora):
+def test_lora_with_sharded_checkpoints_saves_a_full_adapter(
+    tiny_llama, twitter_data, tmp_path, launch_env, reference_lora
+):
     import torch
     from peft import PeftModel
     from safetensors.torch import load_file
@@ -112,8 +166,9 @@ def test_lora_with_sharded_checkpoints_saves_a_full_adapter(tiny_llama, twitter_
 
     out = tmp_path / "out"
     args = train_args(tiny_llama, twitter_data, out, *LORA, "--save_model_dir", out / "final", steps=3, save_steps=3)
-    done = run_launcher([*fsdp_launch("--fsdp_state_dict_type", "SHARDED_STATE_DICT"), *args],
-                        launch_env(tmp_path / "probe"))
+    done = run_launcher(
+        [*fsdp_launch("--fsdp_state_dict_type", "SHARDED_STATE_DICT"), *args], launch_env(tmp_path / "probe")
+    )
     assert done.returncode == 0, describe(done)
     assert "checkpoints SHARDED_STATE_DICT" in done.stdout
     shards = {p.name for p in (out / "checkpoint-3" / "pytorch_model_fsdp_0").iterdir()}
@@ -124,8 +179,12 @@ def test_lora_with_sharded_checkpoints_saves_a_full_adapter(tiny_llama, twitter_
     ref_dir, ref_result = reference_lora
     theirs = load_file(str(ref_dir / "final" / "adapter_model.safetensors"))
     assert ours.keys() == theirs.keys()
-    assert {k.split(".")[-3] + "." + k.split(".")[-2] for k in ours if "lora_" in k} == \
-        {"q_proj.lora_A", "q_proj.lora_B", "v_proj.lora_A", "v_proj.lora_B"}
+    assert {k.split(".")[-3] + "." + k.split(".")[-2] for k in ours if "lora_" in k} == {
+        "q_proj.lora_A",
+        "q_proj.lora_B",
+        "v_proj.lora_A",
+        "v_proj.lora_B",
+    }
     assert max_difference(ours, theirs) < TOL
     assert max(t.abs().max().item() for k, t in ours.items() if "lora_B" in k) > 100 * TOL  # B left zero init
 
@@ -135,5 +194,4 @@ def test_lora_with_sharded_checkpoints_saves_a_full_adapter(tiny_llama, twitter_
     model = PeftModel.from_pretrained(base, final).eval()
     ids = tok("### Text: my flight was late\n\n### Label:", return_tensors="pt").input_ids
     with torch.no_grad():
-        torch.testing.assert_close(model(ids).logits, ref_result.trainer.model.eval()(ids).logits,
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model(ids).logits, ref_result.trainer.model.eval()(ids).logits, rtol=1e-4, atol=1e-4)

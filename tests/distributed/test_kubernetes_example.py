@@ -35,7 +35,7 @@ def mounted_file(role_spec, container, path):
     for mount in container["volumeMounts"]:
         prefix = mount["mountPath"].rstrip("/") + "/"
         if path.startswith(prefix) and "configMap" in volumes[mount["name"]]:
-            return volumes[mount["name"]]["configMap"]["name"], path[len(prefix):]
+            return volumes[mount["name"]]["configMap"]["name"], path[len(prefix) :]
     return None
 
 
@@ -70,8 +70,10 @@ def test_job_is_queued_by_kueue_and_reads_the_config_map(docs):
         spec = job["spec"]["pytorchReplicaSpecs"][role]
         assert container["name"] == "pytorch" and spec["restartPolicy"] == "Never"
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert mounted_file(spec, container, env["SFT_TRAINER_CONFIG_JSON_PATH"]) == \
-            (cm["metadata"]["name"], "config.json")
+        assert mounted_file(spec, container, env["SFT_TRAINER_CONFIG_JSON_PATH"]) == (
+            cm["metadata"]["name"],
+            "config.json",
+        )
         command = " ".join(container["command"] + container["args"])
         config_file = re.search(r"--config_file (\S+)", command).group(1)
         assert mounted_file(spec, container, config_file) == (cm["metadata"]["name"], "accelerate_fsdp.yaml")
@@ -86,10 +88,17 @@ def test_process_count_matches_gpus_and_nodes(docs):
         assert container["resources"]["limits"]["nvidia.com/gpu"] == per_node
         script = container["args"][0]
         # What the pod's shell hands accelerate, with the operator's environment filled in.
-        env = {"PET_NNODES": nodes, "PET_NPROC_PER_NODE": per_node, "PET_NODE_RANK": 0,
-               "MASTER_ADDR": "master-0", "MASTER_PORT": 23456}
-        expanded = re.sub(r"\$\(\((\w+) \* (\w+)\)\)", lambda m: str(env[m.group(1)] * env[m.group(2)]), script)
-        expanded = re.sub(r"\$\{(\w+)\}", lambda m: str(env[m.group(1)]), expanded)
+        env = {
+            "PET_NNODES": nodes,
+            "PET_NPROC_PER_NODE": per_node,
+            "PET_NODE_RANK": 0,
+            "MASTER_ADDR": "master-0",
+            "MASTER_PORT": 23456,
+        }
+        expanded = re.sub(
+            r"\$\(\((\w+) \* (\w+)\)\)", lambda m, env=env: str(env[m.group(1)] * env[m.group(2)]), script
+        )
+        expanded = re.sub(r"\$\{(\w+)\}", lambda m, env=env: str(env[m.group(1)]), expanded)
         argv = shlex.split(expanded)[1:]  # drop `exec`
         assert accelerate_launch_processes(argv) == nodes * per_node
         assert argv[argv.index("--num_machines") + 1] == str(nodes)

@@ -8,8 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from tuning_core.distributed import (LaunchError, accelerate_launch_processes, check_launch, describe_launch,
-                                     prepare_launch, requested_processes)
+from tuning_core.distributed import (
+    LaunchError,
+    accelerate_launch_processes,
+    check_launch,
+    describe_launch,
+    prepare_launch,
+    requested_processes,
+)
 
 from .helpers import accelerate_launch, describe, free_port, run_launcher, torchrun, train_args
 
@@ -30,13 +36,16 @@ def test_torchrun_without_gpu_gets_the_cpu_backend():
     assert env["ACCELERATE_USE_CPU"] == "true" and "2 processes train on CPU over gloo" in note
 
 
-@pytest.mark.parametrize("env, has_gpu", [
-    (TORCHRUN_ENV, True),  # GPUs: accelerate's own choice (NCCL)
-    ({**TORCHRUN_ENV, "ACCELERATE_USE_CPU": "false"}, False),  # the user's explicit choice stands
-    ({**TORCHRUN_ENV, "WORLD_SIZE": "1"}, False),  # one process
-    ({"WORLD_SIZE": "2", "RANK": "0"}, False),  # not started by a launcher (no LOCAL_RANK)
-    ({}, False),
-])
+@pytest.mark.parametrize(
+    "env, has_gpu",
+    [
+        (TORCHRUN_ENV, True),  # GPUs: accelerate's own choice (NCCL)
+        ({**TORCHRUN_ENV, "ACCELERATE_USE_CPU": "false"}, False),  # the user's explicit choice stands
+        ({**TORCHRUN_ENV, "WORLD_SIZE": "1"}, False),  # one process
+        ({"WORLD_SIZE": "2", "RANK": "0"}, False),  # not started by a launcher (no LOCAL_RANK)
+        ({}, False),
+    ],
+)
 def test_prepare_launch_leaves_other_launches_alone(env, has_gpu):
     env = dict(env)
     before = dict(env)
@@ -57,8 +66,18 @@ def test_requested_by_torchrun_accelerate_or_an_operator():
 
 
 def test_accelerate_single_process_launch_is_read_from_its_command_line(tmp_path):
-    parent = ["/usr/bin/python3", "/venv/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "-m",
-              "tuning_core.sft_trainer", "--output_dir", "x"]
+    parent = [
+        "/usr/bin/python3",
+        "/venv/bin/accelerate",
+        "launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "-m",
+        "tuning_core.sft_trainer",
+        "--output_dir",
+        "x",
+    ]
     found = requested_processes(ACCELERATE_ENV, parent_argv=parent)
     assert (found.processes, found.launcher) == (2, "accelerate launch")
     assert requested_processes({}, parent_argv=parent) is None  # not in a process accelerate started
@@ -71,8 +90,9 @@ def test_accelerate_command_line_forms(tmp_path):
     assert accelerate_launch_processes(["accelerate", "launch", "--num_processes=4", "train.py"]) == 4
     assert accelerate_launch_processes(["accelerate-launch", "--num-processes", "5", "train.py"]) == 5
     assert accelerate_launch_processes(["accelerate", "launch", "--config_file", str(config), "t.py"]) == 3
-    assert accelerate_launch_processes(["python", "-m", "accelerate.commands.launch", "--num_processes", "6",
-                                        "t.py"]) == 6
+    assert (
+        accelerate_launch_processes(["python", "-m", "accelerate.commands.launch", "--num_processes", "6", "t.py"]) == 6
+    )
     assert accelerate_launch_processes(["python", "train.py", "--num_processes", "2"]) is None
 
 
@@ -127,8 +147,16 @@ def test_fsdp_request_that_accelerate_dropped_is_reported():
 @pytest.mark.slow
 def test_accelerate_cpu_launch_of_two_processes_stops_before_training(tiny_llama, twitter_data, tmp_path, launch_env):
     out = tmp_path / "out"
-    cmd = accelerate_launch("--cpu", "--num_processes", "2", "--main_process_port", str(free_port()),
-                            "-m", "tuning_core.sft_trainer", *train_args(tiny_llama, twitter_data, out))
+    cmd = accelerate_launch(
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "tuning_core.sft_trainer",
+        *train_args(tiny_llama, twitter_data, out),
+    )
     done = run_launcher(cmd, launch_env(tmp_path / "probe"), timeout=600)
     assert done.returncode != 0, describe(done)
     assert "tuning-core: error: accelerate launch asked for 2 processes" in done.stderr
@@ -141,9 +169,14 @@ def test_accelerate_cpu_launch_of_two_processes_stops_before_training(tiny_llama
 def test_torchrun_processes_that_cannot_join_stop_before_training(tiny_llama, twitter_data, tmp_path, launch_env):
     out = tmp_path / "out"
     env = launch_env(tmp_path / "probe", ACCELERATE_USE_CPU="false")  # keeps accelerate off gloo on CPU
-    done = run_launcher(torchrun("-m", "tuning_core.sft_trainer", *train_args(tiny_llama, twitter_data, out)), env,
-                        timeout=600)
+    done = run_launcher(
+        torchrun("-m", "tuning_core.sft_trainer", *train_args(tiny_llama, twitter_data, out)), env, timeout=600
+    )
     assert done.returncode != 0, describe(done)
-    assert done.stderr.count("tuning-core: error: torchrun asked for 2 processes (WORLD_SIZE=2) but this process "
-                             "trains in a world of 1") == 2  # both ranks stop with a user error
+    assert (
+        done.stderr.count(
+            "tuning-core: error: torchrun asked for 2 processes (WORLD_SIZE=2) but this process trains in a world of 1"
+        )
+        == 2
+    )  # both ranks stop with a user error
     assert not out.exists()

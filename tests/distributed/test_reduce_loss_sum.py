@@ -18,14 +18,17 @@ SUM_SGD = ["--peft_method", "None", "--enable_reduce_loss_sum", "true", "--optim
 
 
 def _single(tiny_llama, twitter_data, out, *extra, steps, per_device):
-    from tuning_core.plugins import reset_plugin_manager
     from tuning_core.pipeline import run_training
+    from tuning_core.plugins import reset_plugin_manager
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TUNING_CORE_PLUGINS", "")
         reset_plugin_manager()
-        result = run_training(train_args(tiny_llama, twitter_data, out, *SUM_SGD, "--use_cpu", "true", *extra,
-                                         steps=steps, per_device=per_device))
+        result = run_training(
+            train_args(
+                tiny_llama, twitter_data, out, *SUM_SGD, "--use_cpu", "true", *extra, steps=steps, per_device=per_device
+            )
+        )
     reset_plugin_manager()
     return result
 
@@ -59,8 +62,8 @@ def test_summed_not_averaged(ddp_sum_run, tiny_llama, twitter_data, tmp_path):
     out, _ = ddp_sum_run
     whole = tmp_path / "whole"
     _single(tiny_llama, twitter_data, whole, steps=1, per_device=4)
-    (_, ddp_first), = logged_losses(out)[:1]
-    (_, whole_first), = logged_losses(whole)
+    ((_, ddp_first),) = logged_losses(out)[:1]
+    ((_, whole_first),) = logged_losses(whole)
     assert whole_first == pytest.approx(2 * ddp_first, rel=1e-5)
     # A sum over every trained token (at least 2 per example), not a per-token mean of about ln(vocab) at the start.
     assert ddp_first > 3 * math.log(513)

@@ -6,15 +6,18 @@ import shutil
 
 import pytest
 
-PROMPTS = ["### Text: my order never came", "### Text: great service today, thanks",
-           "### Text: the app crashes every single time I open it on my phone", "### Text: ok"]
+PROMPTS = [
+    "### Text: my order never came",
+    "### Text: great service today, thanks",
+    "### Text: the app crashes every single time I open it on my phone",
+    "### Text: ok",
+]
 
 
 @pytest.fixture
 def prompts():
     """Prompts of different lengths, so batches need padding."""
     return list(PROMPTS)
-
 
 
 def _base_with_pad(base_dir):
@@ -42,8 +45,13 @@ def lora_adapter(tiny_llama, tmp_path_factory):
 
     model, tok = _base_with_pad(tiny_llama)
     torch.manual_seed(2)
-    cfg = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                     init_lora_weights=False)  # random A and B, so the adapter changes the outputs
+    cfg = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        init_lora_weights=False,
+    )  # random A and B, so the adapter changes the outputs
     peft_model = get_peft_model(model, cfg)
     out = tmp_path_factory.mktemp("lora_adapter")
     peft_model.save_pretrained(out, save_embedding_layers=True)
@@ -62,8 +70,7 @@ def pt_adapter(tiny_llama, tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     torch.manual_seed(3)
-    cfg = PromptTuningConfig(task_type="CAUSAL_LM", prompt_tuning_init=PromptTuningInit.RANDOM,
-                             num_virtual_tokens=4)
+    cfg = PromptTuningConfig(task_type="CAUSAL_LM", prompt_tuning_init=PromptTuningInit.RANDOM, num_virtual_tokens=4)
     peft_model = get_peft_model(model, cfg)
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.normal_(0, 1.0)

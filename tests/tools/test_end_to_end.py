@@ -18,12 +18,38 @@ def test_train_then_infer_merge_report(tiny_llama, twitter_data, tmp_path, built
     from tuning_core.pipeline import run_training
 
     out, adapter = tmp_path / "out", tmp_path / "adapter"
-    result = run_training([
-        "--model_name_or_path", str(tiny_llama), "--training_data_path", str(twitter_data),
-        "--output_dir", str(out), "--save_model_dir", str(adapter), "--response_template", "\n### Label:",
-        "--dataset_text_field", "output", "--peft_method", "lora", "--r", "4", "--lora_alpha", "16",
-        "--per_device_train_batch_size", "4", "--max_steps", "4", "--logging_steps", "1",
-        "--learning_rate", "5e-2", "--save_strategy", "no"])
+    result = run_training(
+        [
+            "--model_name_or_path",
+            str(tiny_llama),
+            "--training_data_path",
+            str(twitter_data),
+            "--output_dir",
+            str(out),
+            "--save_model_dir",
+            str(adapter),
+            "--response_template",
+            "\n### Label:",
+            "--dataset_text_field",
+            "output",
+            "--peft_method",
+            "lora",
+            "--r",
+            "4",
+            "--lora_alpha",
+            "16",
+            "--per_device_train_batch_size",
+            "4",
+            "--max_steps",
+            "4",
+            "--logging_steps",
+            "1",
+            "--learning_rate",
+            "5e-2",
+            "--save_strategy",
+            "no",
+        ]
+    )
     trained = result.trainer.model.eval()
     prompt = "### Text: my parcel never arrived\n\n### Label:"
 
@@ -43,8 +69,22 @@ def test_train_then_infer_merge_report(tiny_llama, twitter_data, tmp_path, built
     texts = tmp_path / "texts.txt"
     texts.write_text(prompt.replace("\n", " ") + "\n### Text: thanks for the quick fix ### Label:\n")
     results_file = tmp_path / "results.json"
-    assert main(["infer", "--model", str(adapter), "--text_file", str(texts), "--max_new_tokens", "4",
-                 "--out_file", str(results_file)]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--model",
+                str(adapter),
+                "--text_file",
+                str(texts),
+                "--max_new_tokens",
+                "4",
+                "--out_file",
+                str(results_file),
+            ]
+        )
+        == 0
+    )
     results = json.loads(results_file.read_text())
     assert len(results) == 2 and all(r["output"].startswith(r["input"]) for r in results)
 

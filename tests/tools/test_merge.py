@@ -36,15 +36,28 @@ def test_merged_logits_match_adapter_plus_base(lora_adapter, tmp_path, builtin_p
     assert (got[mask] - base_only[mask]).abs().max() > 1e-3  # merging changed the weights
 
 
-def test_merge_with_base_override_and_untouched_adapter(moved_adapter, tiny_llama, tmp_path, builtin_plugins_only,
-                                                        capsys):
+def test_merge_with_base_override_and_untouched_adapter(
+    moved_adapter, tiny_llama, tmp_path, builtin_plugins_only, capsys
+):
     config_before = (moved_adapter / "adapter_config.json").read_bytes()
     out = tmp_path / "merged"
     assert main(["merge", "--model", str(moved_adapter), "--output_dir", str(out)]) == 1
     assert "pass --base_model_name_or_path" in capsys.readouterr().err
     assert not out.exists()
-    assert main(["merge", "--model", str(moved_adapter), "--output_dir", str(out),
-                 "--base_model_name_or_path", str(tiny_llama)]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--model",
+                str(moved_adapter),
+                "--output_dir",
+                str(out),
+                "--base_model_name_or_path",
+                str(tiny_llama),
+            ]
+        )
+        == 0
+    )
     assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
     assert (moved_adapter / "adapter_config.json").read_bytes() == config_before
 

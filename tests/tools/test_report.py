@@ -18,8 +18,9 @@ def write_logs(path, train, val=(), start=datetime.datetime(2025, 1, 1, 12, 0, 0
     for name, series in (("training_loss", train), ("validation_loss", val)):
         for step, value in series:
             ts = (start + datetime.timedelta(seconds=3 * step)).isoformat()
-            lines.append(json.dumps({"name": name, "data": {"epoch": step / 10, "step": step, "timestamp": ts,
-                                                             "value": value}}))
+            lines.append(
+                json.dumps({"name": name, "data": {"epoch": step / 10, "step": step, "timestamp": ts, "value": value}})
+            )
     path.write_text("\n".join(lines + list(extra_lines)) + "\n")
 
 
@@ -60,8 +61,11 @@ def test_training_only_has_no_validation_curve(tmp_path):
 
 def test_resumed_run_and_damaged_lines(tmp_path):
     # A resumed run re-logs steps 9-10; a crash left half a line.
-    write_logs(tmp_path / "training_logs.jsonl", TRAIN + [(9, 0.3), (10, 0.2)],
-               extra_lines=['{"name": "training_loss", "data": {"epo'])
+    write_logs(
+        tmp_path / "training_logs.jsonl",
+        TRAIN + [(9, 0.3), (10, 0.2)],
+        extra_lines=['{"name": "training_loss", "data": {"epo'],
+    )
     _, summary = make_report(str(tmp_path))
     assert "10 values over steps 1-10; first 2.0000, last 0.2000, min 0.2000 at step 10" in summary
     assert "skipped 1 unreadable line(s)" in summary
@@ -75,10 +79,13 @@ def test_cli(tmp_path, capsys, builtin_plugins_only):
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("content,needle", [
-    (None, "no training_logs.jsonl in"),
-    ('{"name": "other", "data": {"step": 1, "value": 1.0}}\n', "holds no training or validation loss values"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (None, "no training_logs.jsonl in"),
+        ('{"name": "other", "data": {"step": 1, "value": 1.0}}\n', "holds no training or validation loss values"),
+    ],
+)
 def test_cli_errors(tmp_path, capsys, builtin_plugins_only, content, needle):
     if content is not None:
         (tmp_path / "training_logs.jsonl").write_text(content)

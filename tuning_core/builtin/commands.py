@@ -22,12 +22,24 @@ def _command(name: str, module: str, help_text: str) -> CliCommand:
 @hookimpl
 def tuning_core_cli_commands():
     return [
-        _command("infer", "tuning_core.infer",
-                 "Generate text with a tuned model (LoRA / prompt-tuning adapter or full model) into a JSON file."),
-        _command("merge", "tuning_core.merge",
-                 "Merge a LoRA adapter into its base model and save a standalone model with its tokenizer."),
-        _command("export", "tuning_core.export",
-                 "Write a LoRA adapter in the layout vLLM serves (--vllm): new token rows in their own file."),
-        _command("report", "tuning_core.report",
-                 "Plot the training and validation loss of a run (PNG) and print a short summary."),
+        _command(
+            "infer",
+            "tuning_core.infer",
+            "Generate text with a tuned model (LoRA / prompt-tuning adapter or full model) into a JSON file.",
+        ),
+        _command(
+            "merge",
+            "tuning_core.merge",
+            "Merge a LoRA adapter into its base model and save a standalone model with its tokenizer.",
+        ),
+        _command(
+            "export",
+            "tuning_core.export",
+            "Write a LoRA adapter in the layout vLLM serves (--vllm): new token rows in their own file.",
+        ),
+        _command(
+            "report",
+            "tuning_core.report",
+            "Plot the training and validation loss of a run (PNG) and print a short summary.",
+        ),
     ]

@@ -10,9 +10,13 @@ from tuning_core.plugin_api import hookimpl
 @dataclass
 class ControllerArguments:
     trainer_controller_config_file: str | None = field(
-        default=None, metadata={"help": "YAML file of trainer controllers: rules over training metrics that stop "
-                                        "training, save a checkpoint, evaluate or log (fms-hf-tuning format; see "
-                                        "docs/controller.md)."})
+        default=None,
+        metadata={
+            "help": "YAML file of trainer controllers: rules over training metrics that stop "
+            "training, save a checkpoint, evaluate or log (fms-hf-tuning format; see "
+            "docs/controller.md)."
+        },
+    )
 
 
 def _plan(config):
@@ -43,8 +47,10 @@ def tuning_core_trainer_callbacks(config, run):
 
     plan = _plan(config)
     if run is not None:
-        run.notes.append(f"trainer controller {config.trainer_controller_config_file}: "
-                         + ", ".join(c.name for c in plan.controllers))
+        run.notes.append(
+            f"trainer controller {config.trainer_controller_config_file}: "
+            + ", ".join(c.name for c in plan.controllers)
+        )
     return [TrainerControllerCallback(plan)]
 
 

@@ -30,12 +30,19 @@ def make_file_logger(output_dir: str, filename: str = LOG_FILE):
             lines = []
             for key, name in _NAMES.items():
                 if key in logs:
-                    lines.append(json.dumps({"name": name, "data": {
-                        "epoch": round(state.epoch or 0.0, 4),
-                        "step": state.global_step,
-                        "timestamp": datetime.datetime.now().isoformat(),
-                        "value": logs[key],
-                    }}))
+                    lines.append(
+                        json.dumps(
+                            {
+                                "name": name,
+                                "data": {
+                                    "epoch": round(state.epoch or 0.0, 4),
+                                    "step": state.global_step,
+                                    "timestamp": datetime.datetime.now().isoformat(),
+                                    "value": logs[key],
+                                },
+                            }
+                        )
+                    )
             if lines:
                 os.makedirs(output_dir, exist_ok=True)
                 with open(self.path, "a", encoding="utf-8") as f:
@@ -62,8 +69,9 @@ def tuning_core_validate_config(config):
             known = ", ".join([*BUILTIN_TRACKERS, *TRACKER_OWNERS])
             raise ConfigError(f"--trackers: unknown tracker '{name}'; choose from {known}")
         if not pm.has_plugin(owner):
-            raise ConfigError(f"--trackers {name} needs the {owner} plugin: "
-                              f"{install_hint(owner, TRACKER_EXTRAS[name])}")
+            raise ConfigError(
+                f"--trackers {name} needs the {owner} plugin: {install_hint(owner, TRACKER_EXTRAS[name])}"
+            )
 
 
 @hookimpl

@@ -22,9 +22,9 @@ NEEDS_PREPROCESSING = {
 UNSUPPORTED = {
     "megatron_config": "tuning-core does not train with Megatron-LM parallel layers",
     "monteclora_config": "MonteCLoRA needs its variational loss (LoraModel._get_monteclora_loss) added to the "
-                         "training loss, which tuning-core does not do",
+    "training loss, which tuning-core does not do",
     "kasa_config": "KaSA needs its regularisation loss (LoraModel._get_kasa_loss) added to the training loss, "
-                   "which tuning-core does not do",
+    "which tuning-core does not do",
     "arrow_config": "Arrow routes between already-trained adapters at inference; it is not a way to train one",
     "use_qalora": "QALoRA needs peft's own GPTQ layers (gptqmodel); tuning-core's --auto_gptq base is not one",
 }
@@ -48,12 +48,14 @@ def check(config) -> None:
         return
     task_type = values.get("task_type")
     if task_type is not None and str(task_type).upper() != "CAUSAL_LM":
-        raise ConfigError(f"--task_type {task_type}: tuning-core tunes causal language models; only CAUSAL_LM "
-                          "is accepted")
+        raise ConfigError(
+            f"--task_type {task_type}: tuning-core tunes causal language models; only CAUSAL_LM is accepted"
+        )
     peft_type = values.get("peft_type")
     if peft_type is not None and str(peft_type).upper() != "LORA":
-        raise ConfigError(f"--peft_type {peft_type}: choose the method with --peft_method; with LoRA options only "
-                          "LORA is accepted")
+        raise ConfigError(
+            f"--peft_type {peft_type}: choose the method with --peft_method; with LoRA options only LORA is accepted"
+        )
     if values.get("inference_mode"):
         raise ConfigError("--inference_mode true freezes the adapter, leaving nothing to train: drop it")
     for name, why in UNSUPPORTED.items():
@@ -61,8 +63,10 @@ def check(config) -> None:
             raise ConfigError(f"--{name} is not supported: {why}")
     init = values.get("init_lora_weights")
     if isinstance(init, str) and init in NEEDS_PREPROCESSING:
-        raise ConfigError(f"--init_lora_weights {init} is not supported: it needs {NEEDS_PREPROCESSING[init]}, "
-                          "which tuning-core does not run; use true, gaussian, pissa, olora, orthogonal or loftq")
+        raise ConfigError(
+            f"--init_lora_weights {init} is not supported: it needs {NEEDS_PREPROCESSING[init]}, "
+            "which tuning-core does not run; use true, gaussian, pissa, olora, orthogonal or loftq"
+        )
     _check_alora(config, values)
     dry_run(config)
 
@@ -72,11 +76,14 @@ def _check_alora(config, values) -> None:
     text = getattr(config, "alora_invocation_string", None)
     if config.peft_method == "alora":
         if not tokens and not text:
-            raise ConfigError("--peft_method alora needs --alora_invocation_string (the text that activates the "
-                              "adapter, e.g. your response template) or --alora_invocation_tokens")
+            raise ConfigError(
+                "--peft_method alora needs --alora_invocation_string (the text that activates the "
+                "adapter, e.g. your response template) or --alora_invocation_tokens"
+            )
         if tokens and text:
-            raise ConfigError("--alora_invocation_string and --alora_invocation_tokens both set the invocation: "
-                              "pass only one")
+            raise ConfigError(
+                "--alora_invocation_string and --alora_invocation_tokens both set the invocation: pass only one"
+            )
     elif tokens or text:
         flag = "--alora_invocation_tokens" if tokens else "--alora_invocation_string"
         raise ConfigError(f"{flag} makes an Activated LoRA: use --peft_method alora")
@@ -98,12 +105,21 @@ def dry_run(config) -> None:
 def lora_kwargs(config, target_modules, model=None) -> dict:
     if isinstance(target_modules, list) and "all-linear" in target_modules:
         target_modules = "all-linear"
-    kwargs = dict(task_type="CAUSAL_LM", r=config.r, lora_alpha=config.lora_alpha,
-                  lora_dropout=config.lora_dropout, bias=config.bias, target_modules=target_modules)
+    kwargs = dict(
+        task_type="CAUSAL_LM",
+        r=config.r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        bias=config.bias,
+        target_modules=target_modules,
+    )
     kwargs.update(options(config))
     tied = model is not None and bool(getattr(model.config, "tie_word_embeddings", False))
-    if tied and any(m in (kwargs.get("modules_to_save") or []) for m in ("embed_tokens", "lm_head")) \
-            and "ensure_weight_tying" not in given(config):
+    if (
+        tied
+        and any(m in (kwargs.get("modules_to_save") or []) for m in ("embed_tokens", "lm_head"))
+        and "ensure_weight_tying" not in given(config)
+    ):
         kwargs["ensure_weight_tying"] = True  # fms-hf-tuning's rule: keep tied embeddings tied
     return kwargs
 

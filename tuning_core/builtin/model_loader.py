@@ -19,8 +19,9 @@ def tuning_core_validate_config(config):
     if not config.model_name_or_path:
         raise ConfigError("--model_name_or_path is required")
     if config.use_flash_attn and config.attn_implementation not in (None, "flash_attention_2"):
-        raise ConfigError("--use_flash_attn conflicts with --attn_implementation "
-                          f"{config.attn_implementation}; pass one of them")
+        raise ConfigError(
+            f"--use_flash_attn conflicts with --attn_implementation {config.attn_implementation}; pass one of them"
+        )
     check_quantization(config)
 
 
@@ -42,8 +43,10 @@ def resolve_attention(config) -> str:
     flash_impl = config.flash_attn_implementation
     if config.attn_implementation:
         if flash_impl and flash_impl != config.attn_implementation:
-            raise ConfigError(f"--flash_attn_implementation {flash_impl} conflicts with --attn_implementation "
-                              f"{config.attn_implementation}; pass one of them")
+            raise ConfigError(
+                f"--flash_attn_implementation {flash_impl} conflicts with --attn_implementation "
+                f"{config.attn_implementation}; pass one of them"
+            )
         return config.attn_implementation
     want = config.use_flash_attn
     if want is None and flash_impl:
@@ -51,8 +54,10 @@ def resolve_attention(config) -> str:
     impl = flash_impl or "flash_attention_2"
     missing = _missing_for(impl)
     if want and missing:
-        raise ConfigError(f"--flash_attn_implementation {impl} needs {missing}; drop --use_flash_attn/"
-                          "--flash_attn_implementation to use sdpa")
+        raise ConfigError(
+            f"--flash_attn_implementation {impl} needs {missing}; drop --use_flash_attn/"
+            "--flash_attn_implementation to use sdpa"
+        )
     if want or (want is None and not missing):
         return impl
     return "sdpa"
@@ -82,9 +87,11 @@ def check_quantization(config) -> None:
     if config.quantization_method == "none":
         return
     if not config.dequantize:
-        raise ConfigError("--dequantize false keeps gpt-oss experts in MXFP4, which only runs through kernels "
-                          "fetched from the Hugging Face hub; tuning-core trains dequantized weights: drop "
-                          "--dequantize false")
+        raise ConfigError(
+            "--dequantize false keeps gpt-oss experts in MXFP4, which only runs through kernels "
+            "fetched from the Hugging Face hub; tuning-core trains dequantized weights: drop "
+            "--dequantize false"
+        )
     path = Path(config.model_name_or_path or "")
     if (path / "config.json").is_file():
         import json
@@ -92,8 +99,10 @@ def check_quantization(config) -> None:
         quant = json.loads((path / "config.json").read_text(encoding="utf-8")).get("quantization_config") or {}
         if quant.get("quant_method") != "mxfp4":
             found = quant.get("quant_method") or "not quantized"
-            raise ConfigError(f"--quantization_method mxfp4: {path / 'config.json'} says the checkpoint is "
-                              f"{found}, not MXFP4; drop --quantization_method")
+            raise ConfigError(
+                f"--quantization_method mxfp4: {path / 'config.json'} says the checkpoint is "
+                f"{found}, not MXFP4; drop --quantization_method"
+            )
 
 
 def _supports_sdpa(path: str, config, kwargs: dict) -> bool:
@@ -112,8 +121,9 @@ def load_tokenizer(config):
 
     path = config.tokenizer_name_or_path or config.model_name_or_path
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code,
-                                             **cache_kwargs(config, path))
+        return AutoTokenizer.from_pretrained(
+            path, trust_remote_code=config.trust_remote_code, **cache_kwargs(config, path)
+        )
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a tokenizer from '{path}'{_in_cache(config, path)}: {first_line(e)}") from None
 
@@ -136,8 +146,10 @@ def tuning_core_load_model(config, purpose):
 
     path = config.model_name_or_path
     if not Path(path).exists() and not getattr(config, "cache_dir", None):
-        raise UserError(f"--model_name_or_path '{path}' does not exist (models load from local paths, or from "
-                        "a Hugging Face cache folder given with --cache_dir)")
+        raise UserError(
+            f"--model_name_or_path '{path}' does not exist (models load from local paths, or from "
+            "a Hugging Face cache folder given with --cache_dir)"
+        )
     dtype = resolve_dtype(config.torch_dtype)
     attn = resolve_attention(config)
     kwargs = cache_kwargs(config, path)
@@ -151,9 +163,11 @@ def tuning_core_load_model(config, purpose):
         quant = ", MXFP4 dequantized"
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn, trust_remote_code=config.trust_remote_code, **kwargs)
+            path, dtype=dtype, attn_implementation=attn, trust_remote_code=config.trust_remote_code, **kwargs
+        )
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a causal language model from '{path}'{_in_cache(config, path)}: "
-                        f"{first_line(e)}") from None
+        raise UserError(
+            f"cannot load a causal language model from '{path}'{_in_cache(config, path)}: {first_line(e)}"
+        ) from None
     tokenizer = load_tokenizer(config)
     return LoadedModel(model, tokenizer, f"{type(model).__name__}, {str(dtype).replace('torch.', '')}, {attn}{quant}")

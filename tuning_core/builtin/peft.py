@@ -29,10 +29,13 @@ def tuning_core_validate_config(config):
         targs.save_strategy = IntervalStrategy.NO
         logging.getLogger("tuning_core").warning(
             "--peft_method alora: no intermediate checkpoints (fms-hf-tuning's rule); the adapter is saved to "
-            "--save_model_dir when training ends")
+            "--save_model_dir when training ends"
+        )
     if config.peft_method == "alora" and not config.save_model_dir:
-        raise ConfigError("--peft_method alora saves no intermediate checkpoints (as in fms-hf-tuning): pass "
-                          "--save_model_dir for the trained adapter")
+        raise ConfigError(
+            "--peft_method alora saves no intermediate checkpoints (as in fms-hf-tuning): pass "
+            "--save_model_dir for the trained adapter"
+        )
     if config.peft_method == "pt" and config.num_virtual_tokens <= 0:
         raise ConfigError(f"--num_virtual_tokens must be positive, got {config.num_virtual_tokens}")
 
@@ -48,8 +51,10 @@ def resolve_target_modules(target_modules: list[str] | None, model) -> list[str]
     model_type = getattr(model.config, "model_type", None)
     defaults = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
     if not defaults:
-        raise ConfigError(f"no default LoRA target modules for architecture '{model_type}': pass --target_modules "
-                          "(module names, or all-linear)")
+        raise ConfigError(
+            f"no default LoRA target modules for architecture '{model_type}': pass --target_modules "
+            "(module names, or all-linear)"
+        )
     return list(defaults)
 
 
@@ -80,8 +85,10 @@ def prompt_tuning_config_from(config, model):
 
     kwargs = {}
     if config.prompt_tuning_init == "TEXT":
-        kwargs = dict(prompt_tuning_init_text=config.prompt_tuning_init_text,
-                      tokenizer_name_or_path=config.tokenizer_name_or_path or config.model_name_or_path)
+        kwargs = dict(
+            prompt_tuning_init_text=config.prompt_tuning_init_text,
+            tokenizer_name_or_path=config.tokenizer_name_or_path or config.model_name_or_path,
+        )
     return PromptTuningConfig(
         task_type="CAUSAL_LM",
         prompt_tuning_init=PromptTuningInit[config.prompt_tuning_init],
@@ -96,8 +103,11 @@ def tuning_core_augment_model(config, model, tokenizer):
         return model
     from peft import get_peft_model
 
-    peft_config = lora_config_from(config, model, tokenizer) if config.peft_method in lora_options.LORA_METHODS \
+    peft_config = (
+        lora_config_from(config, model, tokenizer)
+        if config.peft_method in lora_options.LORA_METHODS
         else prompt_tuning_config_from(config, model)
+    )
     try:
         peft_model = get_peft_model(model, peft_config)
     except ValueError as e:

@@ -14,5 +14,7 @@ def tuning_core_config_classes():
 @hookimpl
 def tuning_core_validate_config(config):
     if config.enable_reduce_loss_sum and getattr(config, "peft_method", "none") == "pt":
-        raise ConfigError("--enable_reduce_loss_sum does not work with --peft_method pt: the virtual tokens shift "
-                          "the labels the summed loss needs (fms-hf-tuning has the same limit)")
+        raise ConfigError(
+            "--enable_reduce_loss_sum does not work with --peft_method pt: the virtual tokens shift "
+            "the labels the summed loss needs (fms-hf-tuning has the same limit)"
+        )

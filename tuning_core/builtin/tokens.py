@@ -15,13 +15,19 @@ PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|finetu
 @dataclass
 class TokenizerArguments:
     add_special_tokens: list[str] | None = field(
-        default=None, metadata={
+        default=None,
+        metadata={
             "help": "Special tokens to add to the tokenizer (fms-hf-tuning's flag). The embeddings grow and the new "
-                    "rows train; with LoRA they are saved in the adapter as trainable tokens."})
+            "rows train; with LoRA they are saved in the adapter as trainable tokens."
+        },
+    )
     embedding_size_multiple_of: int = field(
-        default=1, metadata={
+        default=1,
+        metadata={
             "help": "Pad the embedding size up to a multiple of this after adding tokens (e.g. 64 for tensor "
-                    "cores); the extra rows belong to no token."})
+            "cores); the extra rows belong to no token."
+        },
+    )
 
 
 @hookimpl
@@ -32,8 +38,9 @@ def tuning_core_config_classes():
 @hookimpl
 def tuning_core_validate_config(config):
     if config.embedding_size_multiple_of < 1:
-        raise ConfigError(f"--embedding_size_multiple_of must be a positive integer, got "
-                          f"{config.embedding_size_multiple_of}")
+        raise ConfigError(
+            f"--embedding_size_multiple_of must be a positive integer, got {config.embedding_size_multiple_of}"
+        )
     tokens = config.add_special_tokens or []
     if any(not t.strip() for t in tokens):
         raise ConfigError("--add_special_tokens: a token cannot be empty or only whitespace")
@@ -73,8 +80,9 @@ def grow_tokenizer(config, model, tokenizer) -> str | None:
     import torch
 
     with torch.no_grad():
-        for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
-                      if m is not None}.values():
+        for layer in {
+            id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+        }.values():
             weight = layer.weight
             weight[rows:] = weight[:rows].mean(dim=0, keepdim=True)
     if getattr(model.config, "vocab_size", None) is not None:

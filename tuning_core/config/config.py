@@ -14,9 +14,9 @@ class Config:
     use the same names as the flags. Assigning a known field writes to its section.
     """
 
-    given: dict[str, str] = {}  # {setting: the flag or config file that set it}; filled by load_train_config
-
     def __init__(self, sections: list[Any], training_args: Any = None):
+        # {setting: the flag or config file that set it}; filled by load_train_config
+        object.__setattr__(self, "given", {})
         object.__setattr__(self, "_sections", {type(s): s for s in sections})
         owners: dict[str, Any] = {}
         for s in sections:

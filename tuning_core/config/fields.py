@@ -72,7 +72,8 @@ class FieldSpec:
     def _check_choice(self, v, where):
         if self.choices is not None and v not in self.choices:
             raise ConfigError(
-                f"{where}: invalid value {shorten(v)} for '{self.name}'; expected one of {', '.join(map(str, self.choices))}"
+                f"{where}: invalid value {shorten(v)} for '{self.name}'; "
+                f"expected one of {', '.join(map(str, self.choices))}"
             )
 
     def _scalar(self, v: Any, where: str) -> Any:
@@ -108,8 +109,12 @@ def to_bool(v: Any) -> bool:
     raise ValueError(v)
 
 
-def specs_for(cls: type, owned_elsewhere: Collection[str] = frozenset(), lenient: bool = False,
-              defaults: dict[str, Any] | None = None) -> list[FieldSpec]:
+def specs_for(
+    cls: type,
+    owned_elsewhere: Collection[str] = frozenset(),
+    lenient: bool = False,
+    defaults: dict[str, Any] | None = None,
+) -> list[FieldSpec]:
     """Flag specs for every init field of dataclass ``cls``.
 
     ``lenient`` maps types we cannot express (unions with enums, dicts) to
@@ -141,12 +146,23 @@ def specs_for(cls: type, owned_elsewhere: Collection[str] = frozenset(), lenient
         help_text = meta.get("help")
         if not help_text and not lenient:
             raise TypeError(f"{cls.__name__}.{f.name} needs metadata={{'help': ...}}")
-        out.append(FieldSpec(
-            name=f.name, owner=cls, scalar=scalar, is_list=is_list, optional=optional, default=default,
-            help=(help_text or "").strip(), choices=tuple(meta["choices"]) if "choices" in meta else choices,
-            nargs=meta.get("nargs"), const=meta.get("const"), aliases=tuple(meta.get("aliases", ())),
-            parse=meta.get("parse"), rule=meta.get("rule"),
-        ))
+        out.append(
+            FieldSpec(
+                name=f.name,
+                owner=cls,
+                scalar=scalar,
+                is_list=is_list,
+                optional=optional,
+                default=default,
+                help=(help_text or "").strip(),
+                choices=tuple(meta["choices"]) if "choices" in meta else choices,
+                nargs=meta.get("nargs"),
+                const=meta.get("const"),
+                aliases=tuple(meta.get("aliases", ())),
+                parse=meta.get("parse"),
+                rule=meta.get("rule"),
+            )
+        )
     return out
 
 

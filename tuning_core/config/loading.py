@@ -63,14 +63,21 @@ def load_train_config(argv: list[str], pm=None, prog: str = "tuning-core train")
     tspecs = training_specs(owned)
     titles = {cls: _title(cls) for cls in classes}
     given: dict[str, str] = {}
-    values = flag_parser.parse_values(argv, specs + tspecs, prog=prog, group_titles=titles, given=given,
-                                      description="Tune a causal language model. Flags follow fms-hf-tuning.")
+    values = flag_parser.parse_values(
+        argv,
+        specs + tspecs,
+        prog=prog,
+        group_titles=titles,
+        given=given,
+        description="Tune a causal language model. Flags follow fms-hf-tuning.",
+    )
     sections = _sections(classes, values)
     tvalues = {s.name: values[s.name] for s in tspecs}
     config = Config(sections)
     object.__setattr__(config, "given", given)
-    config.training_args = build_training_args(tvalues, torch_dtype=getattr(config, "torch_dtype", "auto")
-                                               if config.has("torch_dtype") else "auto")
+    config.training_args = build_training_args(
+        tvalues, torch_dtype=getattr(config, "torch_dtype", "auto") if config.has("torch_dtype") else "auto"
+    )
     return config
 
 

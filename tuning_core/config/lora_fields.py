@@ -65,10 +65,10 @@ def cache_dir() -> Path:
     return Path(root) / "fields"
 
 
-def describe(cls: type | None = None) -> list[dict[str, Any]]:
+def describe(cls: Any = None) -> list[dict[str, Any]]:
     """One row per LoraConfig init field (imports peft unless ``cls`` is given)."""
     if cls is None:
-        from peft import LoraConfig as cls  # noqa: N813
+        from peft import LoraConfig as cls
     hints = typing.get_type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
@@ -77,8 +77,16 @@ def describe(cls: type | None = None) -> list[dict[str, Any]]:
         kind, choices = _kind(hints[f.name])
         help_text = " ".join(str(f.metadata.get("help") or "").split())
         note = INTERNAL_NOTES.get(f.name)
-        rows.append({"name": f.name, "kind": kind, "choices": choices, "help": help_text,
-                     "note": note, "peft_default": _default_text(f)})
+        rows.append(
+            {
+                "name": f.name,
+                "kind": kind,
+                "choices": choices,
+                "help": help_text,
+                "note": note,
+                "peft_default": _default_text(f),
+            }
+        )
     return rows
 
 
@@ -91,7 +99,7 @@ def _default_text(f) -> str:
         return "required"
     if isinstance(value, enum.Enum):
         value = value.value
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     try:
         return json.dumps(value)
@@ -156,8 +164,9 @@ def field_table() -> list[dict[str, Any]]:
 
 def _describe_in_subprocess() -> list[dict[str, Any]]:
     try:
-        proc = subprocess.run([sys.executable, "-m", "tuning_core.config.lora_fields"], capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tuning_core.config.lora_fields"], capture_output=True, text=True, timeout=300
+        )
         if proc.returncode == 0:
             return json.loads(proc.stdout)
     except (OSError, ValueError, subprocess.SubprocessError):
@@ -167,9 +176,19 @@ def _describe_in_subprocess() -> list[dict[str, Any]]:
 
 # -- the dataclass the parser sees -----------------------------------------------------------------
 
-_ANNOTATIONS = {"bool": bool, "int": int, "float": float, "str": str, "choice": str, "init": str,
-                "list_int": list[int], "list_str": list[str], "str_or_list": list[str], "json": dict,
-                "ints_or_json": list[str]}
+_ANNOTATIONS = {
+    "bool": bool,
+    "int": int,
+    "float": float,
+    "str": str,
+    "choice": str,
+    "init": str,
+    "list_int": list[int],
+    "list_str": list[str],
+    "str_or_list": list[str],
+    "json": dict,
+    "ints_or_json": list[str],
+}
 
 
 @functools.cache
@@ -208,8 +227,9 @@ def _json(value, where: str, row) -> Any:
         try:
             return json.loads(value)
         except ValueError:
-            raise ConfigError(f"{where}: invalid value {value!r} for '{row['name']}'; expected JSON, "
-                              f"e.g. '{{\"q_proj\": 16}}'") from None
+            raise ConfigError(
+                f"{where}: invalid value {value!r} for '{row['name']}'; expected JSON, e.g. '{{\"q_proj\": 16}}'"
+            ) from None
     return value
 
 
@@ -219,14 +239,19 @@ def _str_or_list(value, where: str, row) -> Any:
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise ConfigError(f"{where}: invalid value {value!r} for '{row['name']}'; expected a list of names or one "
-                      "regular expression")
+    raise ConfigError(
+        f"{where}: invalid value {value!r} for '{row['name']}'; expected a list of names or one regular expression"
+    )
 
 
 def _ints_or_json(value, where: str, row) -> Any:
     """A list of token ids, or {"embedding module": [ids]} (as JSON text on the command line)."""
-    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str) \
-            and value[0].lstrip().startswith("{"):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 1
+        and isinstance(value[0], str)
+        and value[0].lstrip().startswith("{")
+    ):
         value = value[0]
     if isinstance(value, str) and value.lstrip().startswith("{"):
         value = _json(value, where, row)
@@ -245,8 +270,9 @@ def _int_list(value, where, row) -> list[int]:
                 raise ValueError
             out.append(int(v))
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: invalid value {v!r} for '{row['name']}'; expected token ids "
-                              "(integers)") from None
+            raise ConfigError(
+                f"{where}: invalid value {v!r} for '{row['name']}'; expected token ids (integers)"
+            ) from None
     return out
 
 
@@ -272,8 +298,7 @@ def given(config) -> dict[str, Any]:
     """The LoraConfig fields this run sets explicitly (unset ones keep peft's defaults)."""
     cls = lora_options_class()
     section = config.section(cls)
-    return {f.name: getattr(section, f.name) for f in dataclasses.fields(cls)
-            if getattr(section, f.name) is not None}
+    return {f.name: getattr(section, f.name) for f in dataclasses.fields(cls) if getattr(section, f.name) is not None}
 
 
 def write_table(path: str | Path) -> None:

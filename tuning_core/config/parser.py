@@ -11,8 +11,9 @@ import argparse
 import difflib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tuning_core.config.fields import FieldSpec
 from tuning_core.errors import ConfigError
@@ -69,13 +70,20 @@ class OneLineParser(argparse.ArgumentParser):
 _Parser = OneLineParser
 
 
-def make_parser(prog: str, specs: list[FieldSpec], description: str = "", with_config_file=True,
-                group_titles=None) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description, allow_abbrev=False,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser(
+    prog: str, specs: list[FieldSpec], description: str = "", with_config_file=True, group_titles=None
+) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog, description=description, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     if with_config_file:
-        parser.add_argument("--config", dest="__config__", default=None, metavar="FILE",
-                            help="JSON or YAML file of settings; flags given on the command line override it.")
+        parser.add_argument(
+            "--config",
+            dest="__config__",
+            default=None,
+            metavar="FILE",
+            help="JSON or YAML file of settings; flags given on the command line override it.",
+        )
     add_arguments(parser, specs, group_titles)
     return parser
 
@@ -124,9 +132,15 @@ def read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def parse_values(argv: list[str], specs: list[FieldSpec], prog: str, description: str = "",
-                 group_titles=None, known_only: bool = False,
-                 given: dict[str, str] | None = None) -> dict[str, Any]:
+def parse_values(
+    argv: list[str],
+    specs: list[FieldSpec],
+    prog: str,
+    description: str = "",
+    group_titles=None,
+    known_only: bool = False,
+    given: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Parse flags and config files into {field name: typed value} for every spec (defaults included).
 
     ``known_only`` reads what ``specs`` cover and passes over everything else (a first look before all specs exist).

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import MISSING
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuning_core.config.fields import FieldSpec
 
@@ -53,17 +54,33 @@ def cached_specs(name: str, distribution: str, owner: type, build: Callable[[], 
 
 def _to_row(spec: FieldSpec) -> dict[str, Any]:
     default = _MISSING if spec.default is MISSING else spec.default
-    return {"name": spec.name, "scalar": spec.scalar.__name__, "is_list": spec.is_list, "optional": spec.optional,
-            "default": default, "help": spec.help, "choices": list(spec.choices) if spec.choices else None,
-            "nargs": spec.nargs, "const": spec.const, "aliases": list(spec.aliases)}
+    return {
+        "name": spec.name,
+        "scalar": spec.scalar.__name__,
+        "is_list": spec.is_list,
+        "optional": spec.optional,
+        "default": default,
+        "help": spec.help,
+        "choices": list(spec.choices) if spec.choices else None,
+        "nargs": spec.nargs,
+        "const": spec.const,
+        "aliases": list(spec.aliases),
+    }
 
 
 def _from_row(row: dict[str, Any], owner: type) -> FieldSpec:
     return FieldSpec(
-        name=row["name"], owner=owner, scalar=_SCALARS[row["scalar"]], is_list=row["is_list"],
-        optional=row["optional"], default=MISSING if row["default"] == _MISSING else row["default"],
-        help=row["help"], choices=tuple(row["choices"]) if row["choices"] else None, nargs=row["nargs"],
-        const=row["const"], aliases=tuple(row["aliases"]),
+        name=row["name"],
+        owner=owner,
+        scalar=_SCALARS[row["scalar"]],
+        is_list=row["is_list"],
+        optional=row["optional"],
+        default=MISSING if row["default"] == _MISSING else row["default"],
+        help=row["help"],
+        choices=tuple(row["choices"]) if row["choices"] else None,
+        nargs=row["nargs"],
+        const=row["const"],
+        aliases=tuple(row["aliases"]),
     )
 
 

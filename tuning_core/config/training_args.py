@@ -11,8 +11,8 @@ import dataclasses
 from typing import Any
 
 from tuning_core.config.fields import FieldSpec, specs_for
-from tuning_core.config.spec_cache import cached_specs
 from tuning_core.config.rules import TRAINING_RULES
+from tuning_core.config.spec_cache import cached_specs
 from tuning_core.errors import ConfigError
 
 # Where fms-hf-tuning (or this machine) needs another default than transformers.
@@ -74,8 +74,10 @@ def mixed_precision(values: dict[str, Any], torch_dtype: str) -> tuple[bool, boo
 
 
 # fms-hf-tuning's names for settings that newer transformers renamed: (old, new). The old flag stays ours.
-RENAMED = (("gradient_checkpointing", "activation_checkpointing"),
-           ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"))
+RENAMED = (
+    ("gradient_checkpointing", "activation_checkpointing"),
+    ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+)
 
 
 def _rename_deprecated(kwargs: dict[str, Any], fields: set[str]) -> None:

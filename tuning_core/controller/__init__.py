@@ -14,9 +14,20 @@ from tuning_core.controller.rules import CompiledRule, MetricUnavailable, compil
 from tuning_core.controller.spec import ControllerPlan, load_plan, plan_from_dict
 
 __all__ = [
-    "TRAINER_EVENTS", "Event", "MetricHandler", "Operation", "builtin_components", "gather_components",
-    "merge_components", "CompiledRule", "MetricUnavailable", "compile_rule", "ControllerPlan", "load_plan",
-    "plan_from_dict", "TrainerControllerCallback",
+    "TRAINER_EVENTS",
+    "CompiledRule",
+    "ControllerPlan",
+    "Event",
+    "MetricHandler",
+    "MetricUnavailable",
+    "Operation",
+    "TrainerControllerCallback",
+    "builtin_components",
+    "compile_rule",
+    "gather_components",
+    "load_plan",
+    "merge_components",
+    "plan_from_dict",
 ]
 
 

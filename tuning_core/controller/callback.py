@@ -88,16 +88,24 @@ class TrainerControllerCallback(TrainerCallback):
             logger.debug("controller '%s' skipped at %s: %s", spec.name, event.name, e)
             return
         except RuleRuntimeError as e:
-            raise ConfigError(f"{self.plan.source}: controller '{spec.name}': rule {spec.rule.text!r} failed at "
-                              f"{event.name} (step {event.state.global_step}): {e}") from None
+            raise ConfigError(
+                f"{self.plan.source}: controller '{spec.name}': rule {spec.rule.text!r} failed at "
+                f"{event.name} (step {event.state.global_step}): {e}"
+            ) from None
         rt.evaluated += 1
         if rt.patience is not None:
             held = rt.patience.should_act(held)
         if not held:
             return
         names = tuple(f"{op}.{action}" for op, action in spec.actions)
-        logger.log(spec.log_level, "trainer controller '%s' fired at %s (step %s): %s", spec.name, event.name,
-                   event.state.global_step, ", ".join(names))
+        logger.log(
+            spec.log_level,
+            "trainer controller '%s' fired at %s (step %s): %s",
+            spec.name,
+            event.name,
+            event.state.global_step,
+            ", ".join(names),
+        )
         self.firings.append(Firing(spec.name, event.name, event.state.global_step, names))
         metrics = dict(self.values)
         for op_name, action in spec.actions:
@@ -106,8 +114,11 @@ class TrainerControllerCallback(TrainerCallback):
     def _report_silent_controllers(self) -> None:
         for rt in self._runtimes:
             if rt.evaluated == 0 and rt.skipped:
-                logger.warning("trainer controller '%s' never ran: its rule could not be evaluated "
-                               "(last reason: %s)", rt.spec.name, rt.last_skip)
+                logger.warning(
+                    "trainer controller '%s' never ran: its rule could not be evaluated (last reason: %s)",
+                    rt.spec.name,
+                    rt.last_skip,
+                )
 
 
 def _make_event_method(event_name: str):

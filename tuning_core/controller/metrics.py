@@ -89,8 +89,7 @@ class HistoryBasedMetric(MetricHandler):
 
     def __init__(self, name: str, window_size: int = 1):
         super().__init__(name)
-        if isinstance(window_size, bool) or not isinstance(window_size, int) or (window_size < 1
-                                                                                  and window_size != -1):
+        if isinstance(window_size, bool) or not isinstance(window_size, int) or (window_size < 1 and window_size != -1):
             raise ValueError(f"window_size must be a positive integer or -1 (unbounded), not {window_size!r}")
         self.window_size = window_size
         self._training: dict[str, deque] = {k: self._new() for k in ("loss", "steps", "epoch")}
@@ -104,8 +103,7 @@ class HistoryBasedMetric(MetricHandler):
         if event.name == "on_log":
             logs = event.extra.get("logs") or {}
             if "loss" in logs:
-                for key, value in (("loss", float(logs["loss"])), ("steps", state.global_step),
-                                   ("epoch", state.epoch)):
+                for key, value in (("loss", float(logs["loss"])), ("steps", state.global_step), ("epoch", state.epoch)):
                     self._training[key].append(value)
         elif event.name == "on_evaluate" and event.extra.get("metrics") is not None:
             row = {**event.extra["metrics"], "steps": state.global_step, "epoch": state.epoch}

@@ -19,8 +19,7 @@ from tuning_core.controller.events import Event
 logger = logging.getLogger("tuning_core.controller")
 
 # The boolean fields of transformers.TrainerControl (checked against it in the tests).
-TRAINER_CONTROL_FLAGS = ("should_training_stop", "should_epoch_stop", "should_save", "should_evaluate",
-                         "should_log")
+TRAINER_CONTROL_FLAGS = ("should_training_stop", "should_epoch_stop", "should_save", "should_evaluate", "should_log")
 
 
 class Operation:
@@ -109,13 +108,18 @@ class LogControl(Operation):
         self.log_level = level
 
     def should_log(self, event: Event, metrics: dict[str, Any], controller: str) -> None:
-        fields = {"event_name": event.name, "control_name": controller, "args": event.args, "state": event.state,
-                  **event.extra, **metrics}
+        fields = {
+            "event_name": event.name,
+            "control_name": controller,
+            "args": event.args,
+            "state": event.state,
+            **event.extra,
+            **metrics,
+        }
         try:
             message = _SafeFormatter().vformat(self.log_format, (), fields)
         except (KeyError, IndexError, AttributeError, ValueError, TypeError) as e:
-            logger.warning("log operation '%s' could not format its message: %s: %s", self.name,
-                           type(e).__name__, e)
+            logger.warning("log operation '%s' could not format its message: %s: %s", self.name, type(e).__name__, e)
             return
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[:MAX_MESSAGE_CHARS] + f"... ({len(message):,} characters)"

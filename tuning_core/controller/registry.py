@@ -22,17 +22,25 @@ def merge_components(results) -> ControllerComponents:
         if result is None:
             continue
         if not isinstance(result, ControllerComponents):
-            raise ConfigError(f"a plugin returned {type(result).__name__} from tuning_core_controller_components; "
-                              "expected ControllerComponents")
-        for kind, table, base in (("metric handler", merged.metrics, MetricHandler),
-                                  ("operation", merged.operations, Operation)):
+            raise ConfigError(
+                f"a plugin returned {type(result).__name__} from tuning_core_controller_components; "
+                "expected ControllerComponents"
+            )
+        for kind, table, base in (
+            ("metric handler", merged.metrics, MetricHandler),
+            ("operation", merged.operations, Operation),
+        ):
             for name, cls in getattr(result, "metrics" if base is MetricHandler else "operations").items():
                 if not (isinstance(cls, type) and issubclass(cls, base)):
-                    raise ConfigError(f"controller {kind} '{name}' registered by a plugin is not a subclass of "
-                                      f"tuning_core.controller.{base.__name__}")
+                    raise ConfigError(
+                        f"controller {kind} '{name}' registered by a plugin is not a subclass of "
+                        f"tuning_core.controller.{base.__name__}"
+                    )
                 if name in table and table[name] is not cls:
-                    raise ConfigError(f"two plugins register a controller {kind} named '{name}' "
-                                      f"({table[name].__module__} and {cls.__module__})")
+                    raise ConfigError(
+                        f"two plugins register a controller {kind} named '{name}' "
+                        f"({table[name].__module__} and {cls.__module__})"
+                    )
                 table[name] = cls
     return merged
 

@@ -98,9 +98,26 @@ _UNARY = {ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos
 # Node types a rule may contain; everything else (calls to arbitrary names,
 # lambdas, comprehensions, walrus, f-strings, ...) is rejected at compile time.
 _ALLOWED_NODES = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Constant,
-    ast.Name, ast.Load, ast.Subscript, ast.Slice, ast.Attribute, ast.Call, ast.List, ast.Tuple, ast.IfExp,
-    *_BINOPS, *_CMPOPS, *_UNARY,
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.Compare,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Subscript,
+    ast.Slice,
+    ast.Attribute,
+    ast.Call,
+    ast.List,
+    ast.Tuple,
+    ast.IfExp,
+    *_BINOPS,
+    *_CMPOPS,
+    *_UNARY,
 )
 
 
@@ -167,8 +184,7 @@ def compile_rule(text: Any) -> CompiledRule:
                 raise RuleSyntaxError(f"access to '{node.attr}' is not allowed (names may not start with '_')")
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                raise RuleSyntaxError(
-                    f"only these functions may be called in a rule: {', '.join(sorted(FUNCTIONS))}")
+                raise RuleSyntaxError(f"only these functions may be called in a rule: {', '.join(sorted(FUNCTIONS))}")
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
                 raise RuleSyntaxError(f"{node.func.id}() takes plain positional arguments in a rule")
         elif isinstance(node, ast.Constant):
@@ -190,10 +206,17 @@ def _is_call_target(name: ast.Name, nodes) -> bool:
 
 def _describe(node: ast.AST) -> str:
     kinds = {
-        ast.Lambda: "a lambda", ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
-        ast.DictComp: "a comprehension", ast.GeneratorExp: "a comprehension", ast.NamedExpr: "':='",
-        ast.JoinedStr: "an f-string", ast.Dict: "a dict literal", ast.Set: "a set literal",
-        ast.Starred: "'*'", ast.Await: "await",
+        ast.Lambda: "a lambda",
+        ast.ListComp: "a comprehension",
+        ast.SetComp: "a comprehension",
+        ast.DictComp: "a comprehension",
+        ast.GeneratorExp: "a comprehension",
+        ast.NamedExpr: "':='",
+        ast.JoinedStr: "an f-string",
+        ast.Dict: "a dict literal",
+        ast.Set: "a set literal",
+        ast.Starred: "'*'",
+        ast.Await: "await",
     }
     for kind, words in kinds.items():
         if isinstance(node, kind):
@@ -268,7 +291,7 @@ class _Evaluator:
 
     def _Compare(self, node):
         left = self.eval(node.left)
-        for op, right_node in zip(node.ops, node.comparators):
+        for op, right_node in zip(node.ops, node.comparators, strict=False):
             right = self.eval(right_node)
             if not self._compare(op, left, right):
                 return False
@@ -351,4 +374,3 @@ def _kind(v) -> str:
     if isinstance(v, _Unavailable):
         return f"unavailable metric '{v.name}'"
     return f"{type(v).__name__} {v!r}" if isinstance(v, (int, float, str, type(None))) else type(v).__name__
-

@@ -61,14 +61,20 @@ class ControllerPlan:
                 handler.check(training_args)
             except ValueError as e:
                 raise ConfigError(f"{self.source}: metric '{name}': {e}") from None
-        eval_strategy = str(getattr(getattr(training_args, "eval_strategy", None), "value",
-                                    getattr(training_args, "eval_strategy", None)))
+        eval_strategy = str(
+            getattr(
+                getattr(training_args, "eval_strategy", None), "value", getattr(training_args, "eval_strategy", None)
+            )
+        )
         if eval_strategy == "no":
             for c in self.controllers:
                 if "on_evaluate" in c.triggers:
                     logging.getLogger("tuning_core.controller").warning(
                         "%s: controller '%s' is triggered on on_evaluate but --eval_strategy is 'no', "
-                        "so evaluation never runs and it will not fire there", self.source, c.name)
+                        "so evaluation never runs and it will not fire there",
+                        self.source,
+                        c.name,
+                    )
 
 
 def read_controller_file(path: str) -> dict:
@@ -91,14 +97,14 @@ def load_plan(path: str, components: ControllerComponents) -> ControllerPlan:
     return plan_from_dict(read_controller_file(path), components, source=str(path))
 
 
-def plan_from_dict(data: Any, components: ControllerComponents, source: str = "trainer controller config"
-                   ) -> ControllerPlan:
+def plan_from_dict(
+    data: Any, components: ControllerComponents, source: str = "trainer controller config"
+) -> ControllerPlan:
     def fail(where: str, msg: str):
         raise ConfigError(f"{source}: {where}: {msg}")
 
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}, got {type(data).__name__}")
     data = _normalise_keys(data)
     _check_keys(data, TOP_KEYS, lambda msg: fail("top level", msg))
 
@@ -134,9 +140,14 @@ def _controller(raw: dict, where: str, metrics: dict, actions_of: dict, fail) ->
         fail(where, msg)
 
     _check_keys(raw, CONTROLLER_KEYS, fail_here)
-    return ControllerSpec(name=raw["name"], triggers=_triggers(raw, fail_here),
-                          rule=_rule(raw, metrics, fail_here), actions=_actions(raw, actions_of, fail_here),
-                          patience=_patience(raw, where, fail), log_level=_log_level(raw, where, fail))
+    return ControllerSpec(
+        name=raw["name"],
+        triggers=_triggers(raw, fail_here),
+        rule=_rule(raw, metrics, fail_here),
+        actions=_actions(raw, actions_of, fail_here),
+        patience=_patience(raw, where, fail),
+        log_level=_log_level(raw, where, fail),
+    )
 
 
 def _one_or_list(value):
@@ -164,9 +175,11 @@ def _rule(raw: dict, metrics: dict, fail):
     unknown = sorted(rule.names - set(metrics))
     if unknown:
         defined = ", ".join(sorted(metrics)) or "none"
-        fail(f"the rule uses {', '.join(repr(u) for u in unknown)}, which "
-             f"{'is not a metric' if len(unknown) == 1 else 'are not metrics'} defined under "
-             f"controller_metrics (defined: {defined})")
+        fail(
+            f"the rule uses {', '.join(repr(u) for u in unknown)}, which "
+            f"{'is not a metric' if len(unknown) == 1 else 'are not metrics'} defined under "
+            f"controller_metrics (defined: {defined})"
+        )
     return rule
 
 
@@ -183,8 +196,9 @@ def _actions(raw: dict, actions_of: dict, fail) -> tuple[tuple[str, str], ...]:
         if op_name not in actions_of:
             fail(f"unknown operation '{op_name}' in {op!r}; defined operations: {', '.join(sorted(actions_of))}")
         if action not in actions_of[op_name]:
-            fail(f"operation '{op_name}' has no action '{action}'; its actions: "
-                 f"{', '.join(sorted(actions_of[op_name]))}")
+            fail(
+                f"operation '{op_name}' has no action '{action}'; its actions: {', '.join(sorted(actions_of[op_name]))}"
+            )
         actions.append((op_name, action))
     return tuple(actions)
 
@@ -232,16 +246,14 @@ def _entries(data: dict, key: str, classes: dict, base: type, kind: str, fail) -
         entry = _normalise_keys(entry)
         name = entry.get("name")
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
-            fail(f"{key} #{i + 1}", f"'name' must be a Python-style identifier not starting with '_', "
-                                    f"got {name!r}")
+            fail(f"{key} #{i + 1}", f"'name' must be a Python-style identifier not starting with '_', got {name!r}")
         where = f"{kind} '{name}'"
-        _check_keys(entry, ENTRY_KEYS, lambda msg: fail(where, msg))
+        _check_keys(entry, ENTRY_KEYS, lambda msg, where=where: fail(where, msg))
         if name in out:
             fail(where, f"two {kind}s have this name")
         cls_name = entry.get("class")
         if cls_name not in classes:
-            fail(where, f"unknown class {cls_name!r}; available: {', '.join(sorted(classes))} "
-                        "(plugins can add more)")
+            fail(where, f"unknown class {cls_name!r}; available: {', '.join(sorted(classes))} (plugins can add more)")
         args = entry.get("arguments") or {}
         if not isinstance(args, dict):
             fail(where, "'arguments' must be a mapping")
@@ -265,5 +277,7 @@ def _normalise_keys(d: dict) -> dict:
 def _check_keys(d: dict, allowed: tuple[str, ...], fail) -> None:
     unknown = [k for k in d if k not in allowed]
     if unknown:
-        fail(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}; "
-             f"expected {', '.join(allowed)}")
+        fail(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}; "
+            f"expected {', '.join(allowed)}"
+        )

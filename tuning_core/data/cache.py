@@ -30,15 +30,21 @@ def cache_root() -> Path:
 
 def tokenizer_fingerprint(tokenizer, backend) -> str:
     h = hashlib.sha256(backend.to_str().encode())
-    extra = [type(tokenizer).__name__, tokenizer.bos_token_id, tokenizer.eos_token_id,
-             getattr(tokenizer, "chat_template", None)]
+    extra = [
+        type(tokenizer).__name__,
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        getattr(tokenizer, "chat_template", None),
+    ]
     h.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
 def cache_key(file_digests: list[str], settings: dict, tokenizer_fp: str) -> str:
-    payload = json.dumps({"v": PROCESSING_VERSION, "files": file_digests, "settings": settings,
-                          "tokenizer": tokenizer_fp}, sort_keys=True)
+    payload = json.dumps(
+        {"v": PROCESSING_VERSION, "files": file_digests, "settings": settings, "tokenizer": tokenizer_fp},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 

@@ -51,15 +51,18 @@ def resolve_chat_template(value: str | None, tokenizer) -> str:
         return value
     template = getattr(tokenizer, "chat_template", None)
     if not template:
-        raise ConfigError("the data has 'messages' but the tokenizer has no chat template; pass --chat_template "
-                          "(a Jinja template or a file holding one)")
+        raise ConfigError(
+            "the data has 'messages' but the tokenizer has no chat template; pass --chat_template "
+            "(a Jinja template or a file holding one)"
+        )
     if isinstance(template, dict):  # several named templates: use the default one
         template = template.get("default") or next(iter(template.values()))
     return template
 
 
-def render_chats(records: Records, tokenizer, template: str, column: str = "messages", spans: bool = True
-                 ) -> tuple[list[str], list[list[tuple[int, int]]], int]:
+def render_chats(
+    records: Records, tokenizer, template: str, column: str = "messages", spans: bool = True
+) -> tuple[list[str], list[list[tuple[int, int]]], int]:
     """Rendered text and assistant spans per conversation, plus how many turns needed the content fallback."""
     from jinja2 import TemplateError
 
@@ -67,8 +70,10 @@ def render_chats(records: Records, tokenizer, template: str, column: str = "mess
     if whole_row:
         column = whole_row
     if column not in records.names:
-        raise DataError(f"{records.where(0)} has no field {column!r} (the conversation); it has fields "
-                        f"{', '.join(repr(n) for n in records.names)}")
+        raise DataError(
+            f"{records.where(0)} has no field {column!r} (the conversation); it has fields "
+            f"{', '.join(repr(n) for n in records.names)}"
+        )
     conversations = records.column(column)
     texts, all_spans, fallbacks = [], [], 0
 
@@ -76,8 +81,9 @@ def render_chats(records: Records, tokenizer, template: str, column: str = "mess
         from transformers.utils.chat_template_utils import _compile_jinja_template
 
         compiled = _compile_jinja_template(template)
-        specials = {k: v for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items()
-                    if isinstance(v, str)}
+        specials = {
+            k: v for k, v in (getattr(tokenizer, "special_tokens_map", None) or {}).items() if isinstance(v, str)
+        }
         rows = records
         names = list(rows.names)
         columns = {n: rows.column(n) for n in names if n != column}
@@ -86,14 +92,19 @@ def render_chats(records: Records, tokenizer, template: str, column: str = "mess
             row = {n: c[index] for n, c in columns.items() if c[index] is not MISSING}
 
             def render(messages, generation_prompt):
-                return compiled.render(messages={**row, column: messages}, add_generation_prompt=generation_prompt,
-                                       **specials)
+                return compiled.render(
+                    messages={**row, column: messages}, add_generation_prompt=generation_prompt, **specials
+                )
+
             return render
     else:
+
         def render_row(index):
             def render(messages, generation_prompt):
-                return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                     add_generation_prompt=generation_prompt)
+                return tokenizer.apply_chat_template(
+                    messages, chat_template=template, tokenize=False, add_generation_prompt=generation_prompt
+                )
+
             return render
 
     for index, messages in enumerate(conversations):
@@ -108,15 +119,21 @@ def render_chats(records: Records, tokenizer, template: str, column: str = "mess
                     continue
                 before = render(messages[:i], True) if i else ""
                 upto = render(messages[: i + 1], False)
-                if full.startswith(upto) and upto.startswith(before) and len(upto) > len(before) \
-                        and len(before) >= search_from:
+                if (
+                    full.startswith(upto)
+                    and upto.startswith(before)
+                    and len(upto) > len(before)
+                    and len(before) >= search_from
+                ):
                     span = (len(before), len(upto))
                 else:
                     content = message["content"]
                     pos = full.find(content, search_from)
                     if pos < 0 or not content:
-                        raise DataError(f"{records.where(index)}: cannot find assistant message {i} in the text "
-                                        f"the chat template renders")
+                        raise DataError(
+                            f"{records.where(index)}: cannot find assistant message {i} in the text "
+                            f"the chat template renders"
+                        )
                     end = pos + len(content)
                     eos = tokenizer.eos_token
                     if eos and full.startswith(eos, end):  # still teach the model to stop
@@ -136,8 +153,9 @@ def _check_messages(messages, index: int, records: Records, column: str = "messa
     if messages is MISSING or messages is None:
         raise DataError(f"{records.where(index)} has no field {column!r}")
     if not isinstance(messages, list) or not messages:
-        raise DataError(f"{records.where(index)}: {column!r} must be a non-empty list of "
-                        f"{{'role': ..., 'content': ...}} objects")
+        raise DataError(
+            f"{records.where(index)}: {column!r} must be a non-empty list of {{'role': ..., 'content': ...}} objects"
+        )
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise DataError(f"{records.where(index)}: messages[{i}] needs the fields 'role' and 'content'")

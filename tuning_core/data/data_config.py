@@ -17,10 +17,17 @@ from tuning_core.errors import ConfigError, DataError
 STOPPING_STRATEGIES = ("all_exhausted", "first_exhausted")
 SPLITS = ("train", "validation")
 BUILDERS = ("json", "jsonl", "parquet", "arrow", "csv")
-_PROCESSOR_KEYS = ("type", "streaming", "seed", "sampling_stopping_strategy", "chat_template",
-                   "chat_template_path", "chat_template_base64", "odm")
-_DATASET_KEYS = ("name", "data_paths", "builder", "sampling", "data_handlers", "split", "dataset_split_name",
-                 "shuffle")
+_PROCESSOR_KEYS = (
+    "type",
+    "streaming",
+    "seed",
+    "sampling_stopping_strategy",
+    "chat_template",
+    "chat_template_path",
+    "chat_template_base64",
+    "odm",
+)
+_DATASET_KEYS = ("name", "data_paths", "builder", "sampling", "data_handlers", "split", "dataset_split_name", "shuffle")
 _HANDLER_KEYS = ("name", "arguments")
 
 
@@ -74,8 +81,15 @@ def from_flags(config) -> DataConfig:
         datasets.append(DatasetConfig("training", [train], where="--training_data_path", flag="--training_data_path"))
     val = getattr(config, "validation_data_path", None)
     if val:
-        datasets.append(DatasetConfig("validation", [val], split={"validation": 1.0}, where="--validation_data_path",
-                                      flag="--validation_data_path"))
+        datasets.append(
+            DatasetConfig(
+                "validation",
+                [val],
+                split={"validation": 1.0},
+                where="--validation_data_path",
+                flag="--validation_data_path",
+            )
+        )
     return DataConfig(DataProcessorConfig(), datasets)
 
 
@@ -100,8 +114,15 @@ def load_data_config(path: str, handlers: dict | None = None, validation_data_pa
         if names.count(n) > 1:
             raise ConfigError(f"{path}: two datasets are named '{n}'; names must be unique")
     if validation_data_path:
-        datasets.append(DatasetConfig("validation", [validation_data_path], split={"validation": 1.0},
-                                      where="--validation_data_path", flag="--validation_data_path"))
+        datasets.append(
+            DatasetConfig(
+                "validation",
+                [validation_data_path],
+                split={"validation": 1.0},
+                where="--validation_data_path",
+                flag="--validation_data_path",
+            )
+        )
     config = DataConfig(processor, datasets, str(path))
     check_sampling(config)
     return config
@@ -113,8 +134,10 @@ def _unknown(raw: dict, known, where: str) -> None:
     for key in raw:
         if key not in known:
             near = closest(str(key), known)
-            raise ConfigError(f"{where}: unknown key '{key}'" + (f"; did you mean '{near}'?" if near
-                                                                  else f" (known: {', '.join(known)})"))
+            raise ConfigError(
+                f"{where}: unknown key '{key}'"
+                + (f"; did you mean '{near}'?" if near else f" (known: {', '.join(known)})")
+            )
 
 
 def _processor(raw, path: str) -> DataProcessorConfig:
@@ -125,8 +148,10 @@ def _processor(raw, path: str) -> DataProcessorConfig:
     c = DataProcessorConfig()
     kind = raw.get("type", "default")
     if kind == "odm" or "odm" in raw:
-        raise ConfigError(f"{where}: type 'odm' (online data mixing) is not supported by tuning-core; use "
-                          f"'default' with per-dataset 'sampling'")
+        raise ConfigError(
+            f"{where}: type 'odm' (online data mixing) is not supported by tuning-core; use "
+            f"'default' with per-dataset 'sampling'"
+        )
     if kind != "default":
         raise ConfigError(f"{where}.type: expected 'default', got {kind!r}")
     if "streaming" in raw:
@@ -140,8 +165,9 @@ def _processor(raw, path: str) -> DataProcessorConfig:
     if "sampling_stopping_strategy" in raw:
         s = raw["sampling_stopping_strategy"]
         if s not in STOPPING_STRATEGIES:
-            raise ConfigError(f"{where}.sampling_stopping_strategy: expected one of {', '.join(STOPPING_STRATEGIES)}, "
-                              f"got {s!r}")
+            raise ConfigError(
+                f"{where}.sampling_stopping_strategy: expected one of {', '.join(STOPPING_STRATEGIES)}, got {s!r}"
+            )
         c.sampling_stopping_strategy = s
     given = [k for k in ("chat_template", "chat_template_path", "chat_template_base64") if raw.get(k) is not None]
     if len(given) > 1:
@@ -182,8 +208,10 @@ def _dataset(raw, index: int, path: str, handlers: dict | None) -> DatasetConfig
     c = DatasetConfig(name, list(paths), where=where, auto_format=True)
     if raw.get("builder") is not None:
         if raw["builder"] not in BUILDERS:
-            raise ConfigError(f"{where}: builder {raw['builder']!r} is not supported; expected one of "
-                              f"{', '.join(BUILDERS)} (hub datasets cannot be loaded)")
+            raise ConfigError(
+                f"{where}: builder {raw['builder']!r} is not supported; expected one of "
+                f"{', '.join(BUILDERS)} (hub datasets cannot be loaded)"
+            )
         c.builder = raw["builder"]
     if raw.get("sampling") is not None:
         s = raw["sampling"]
@@ -237,8 +265,11 @@ def _handler(raw, where: str, handlers: dict | None) -> HandlerSpec:
     if handlers is not None:
         if name not in handlers:
             near = closest(name, handlers)
-            raise ConfigError(f"{where}: unknown data handler '{name}'" + (f"; did you mean '{near}'?" if near else "")
-                              + f" (known: {', '.join(sorted(handlers))})")
+            raise ConfigError(
+                f"{where}: unknown data handler '{name}'"
+                + (f"; did you mean '{near}'?" if near else "")
+                + f" (known: {', '.join(sorted(handlers))})"
+            )
         check_arguments(name, handlers[name], arguments, f"{where} ({name})")
     return HandlerSpec(name, dict(arguments))
 
@@ -252,12 +283,16 @@ def check_sampling(config: DataConfig) -> None:
     where = config.path or "data config"
     if len(sampled) != len(train):
         missing = [d.name for d in train if d.sampling is None]
-        raise ConfigError(f"{where}: dataset '{missing[0]}' has no sampling ratio while others do; give every "
-                          f"training dataset a 'sampling' ratio, or none")
+        raise ConfigError(
+            f"{where}: dataset '{missing[0]}' has no sampling ratio while others do; give every "
+            f"training dataset a 'sampling' ratio, or none"
+        )
     total = sum(d.sampling for d in sampled)
     if abs(total - 1.0) > 1e-6:
-        raise ConfigError(f"{where}: the sampling ratios of the training datasets add up to {total:g}, not 1 "
-                          f"({', '.join(f'{d.name}: {d.sampling:g}' for d in sampled)})")
+        raise ConfigError(
+            f"{where}: the sampling ratios of the training datasets add up to {total:g}, not 1 "
+            f"({', '.join(f'{d.name}: {d.sampling:g}' for d in sampled)})"
+        )
 
 
 def resolve_paths(config: DataConfig) -> dict[str, list]:
@@ -274,8 +309,9 @@ def resolve_paths(config: DataConfig) -> dict[str, list]:
 
                 beside = Path(config.path).parent / p  # relative to the config file, when not to the cwd
                 is_glob = any(ch in p for ch in "*?[")
-                if beside.exists() or (is_glob and not glob.glob(p, recursive=True)
-                                       and glob.glob(str(beside), recursive=True)):
+                if beside.exists() or (
+                    is_glob and not glob.glob(p, recursive=True) and glob.glob(str(beside), recursive=True)
+                ):
                     spec = str(beside)
             try:
                 files.extend(resolve_files(spec, d.flag or f"{d.where}: data_paths", d.builder))

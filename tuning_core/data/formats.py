@@ -51,24 +51,32 @@ def check_flags(s: Settings) -> None:
     if s.data_formatter_template and s.dataset_text_field:
         raise ConfigError("--data_formatter_template and --dataset_text_field are alternatives: give only one")
     if s.data_formatter_template and not s.response_template:
-        raise ConfigError("--data_formatter_template needs --response_template, the text after which the "
-                          "response starts (e.g. --response_template '\\n### Label:')")
+        raise ConfigError(
+            "--data_formatter_template needs --response_template, the text after which the "
+            "response starts (e.g. --response_template '\\n### Label:')"
+        )
     if s.response_template is not None and not s.response_template:
         raise ConfigError("--response_template is empty")
     if s.instruction_template is not None and not s.instruction_template:
         raise ConfigError("--instruction_template is empty")
     if s.instruction_template and not s.response_template:
-        raise ConfigError("--instruction_template needs --response_template: training covers the text from each "
-                          "response template to the next instruction template")
+        raise ConfigError(
+            "--instruction_template needs --response_template: training covers the text from each "
+            "response template to the next instruction template"
+        )
     if s.response_template and not (s.dataset_text_field or s.data_formatter_template or s.instruction_template):
-        raise ConfigError("--response_template needs --dataset_text_field (pre-formatted text) or "
-                          "--data_formatter_template (format each record with a template)")
+        raise ConfigError(
+            "--response_template needs --dataset_text_field (pre-formatted text) or "
+            "--data_formatter_template (format each record with a template)"
+        )
     if s.chat_template and (s.dataset_text_field or s.data_formatter_template):
         flag = "--dataset_text_field" if s.dataset_text_field else "--data_formatter_template"
         raise ConfigError(f"--chat_template is for data with 'messages'; it cannot be combined with {flag}")
     if s.packing and s.response_template:
-        raise ConfigError("--packing trains every token (extended pretraining), so --response_template does not "
-                          "apply: drop one of them")
+        raise ConfigError(
+            "--packing trains every token (extended pretraining), so --response_template does not "
+            "apply: drop one of them"
+        )
     if s.max_seq_length is not None and s.max_seq_length < 1:
         raise ConfigError(f"--max_seq_length must be at least 1, not {s.max_seq_length}")
 
@@ -78,15 +86,23 @@ def detect_format(s: Settings, records: Records) -> str:
     names = set(records.names)
     if "input_ids" in names:
         # Never re-tokenize a text field and silently drop the given input_ids/labels.
-        for flag, value in (("--data_formatter_template", s.data_formatter_template),
-                            ("--dataset_text_field", s.dataset_text_field),
-                            ("--response_template", s.response_template),
-                            ("--instruction_template", s.instruction_template),
-                            ("--chat_template", s.chat_template)):
+        for flag, value in (
+            ("--data_formatter_template", s.data_formatter_template),
+            ("--dataset_text_field", s.dataset_text_field),
+            ("--response_template", s.response_template),
+            ("--instruction_template", s.instruction_template),
+            ("--chat_template", s.chat_template),
+        ):
             if value:
-                raise ConfigError(f"the data is already tokenized (it has 'input_ids'), so {flag} does not apply; "
-                                  f"drop {flag}" + (" and --response_template" if flag in (
-                                      "--data_formatter_template", "--dataset_text_field") else ""))
+                raise ConfigError(
+                    f"the data is already tokenized (it has 'input_ids'), so {flag} does not apply; "
+                    f"drop {flag}"
+                    + (
+                        " and --response_template"
+                        if flag in ("--data_formatter_template", "--dataset_text_field")
+                        else ""
+                    )
+                )
         return "pretokenized"
     if s.data_formatter_template or s.dataset_text_field:
         return "formatter_template" if s.data_formatter_template else "text_field"
@@ -95,18 +111,24 @@ def detect_format(s: Settings, records: Records) -> str:
         # the assistant turns the chat template renders decide what is trained.
         return "chat"
     if s.dataset_conversation_field:
-        raise DataError(f"field {s.dataset_conversation_field!r} (named by --dataset_conversation_field) is not in "
-                        f"the data: {records.where(0)} has fields {_names(records)}")
+        raise DataError(
+            f"field {s.dataset_conversation_field!r} (named by --dataset_conversation_field) is not in "
+            f"the data: {records.where(0)} has fields {_names(records)}"
+        )
     if s.instruction_template:
-        raise ConfigError(f"--instruction_template and --response_template need chat data (a 'messages' field) or "
-                          f"--dataset_text_field; the data has: {_names(records)}")
+        raise ConfigError(
+            f"--instruction_template and --response_template need chat data (a 'messages' field) or "
+            f"--dataset_text_field; the data has: {_names(records)}"
+        )
     if s.chat_template:
         raise ConfigError(f"--chat_template needs data with a 'messages' field; the data has: {_names(records)}")
     if "input" in names or "output" in names:
         return "input_output"
-    raise DataError(f"cannot tell the data format from the fields ({_names(records)}): give --dataset_text_field "
-                    f"or --data_formatter_template with --response_template, or use records with 'input' and "
-                    f"'output', 'messages', or 'input_ids'")
+    raise DataError(
+        f"cannot tell the data format from the fields ({_names(records)}): give --dataset_text_field "
+        f"or --data_formatter_template with --response_template, or use records with 'input' and "
+        f"'output', 'messages', or 'input_ids'"
+    )
 
 
 def _names(records: Records) -> str:
@@ -132,8 +154,13 @@ def string_column(records: Records, name: str, flag: str | None = None) -> list[
     return values
 
 
-def completion_texts(texts: list[str], template: str | None, records: Records, skip_missing: bool,
-                     instruction_template: str | None = None) -> Texts:
+def completion_texts(
+    texts: list[str],
+    template: str | None,
+    records: Records,
+    skip_missing: bool,
+    instruction_template: str | None = None,
+) -> Texts:
     """Pre-formatted sequences: train after the last occurrence of the response template (as TRL's completion
     collator does), or on everything when there is no template. With an instruction template (multi-turn text)
     train from each response template to the next instruction template."""
@@ -145,18 +172,27 @@ def completion_texts(texts: list[str], template: str | None, records: Records, s
         if pos < 0:
             missing.append(i)
             continue
-        spans.append(_turn_spans(text, template, instruction_template) if instruction_template
-                     else [(pos + len(template), len(text))])
+        spans.append(
+            _turn_spans(text, template, instruction_template)
+            if instruction_template
+            else [(pos + len(template), len(text))]
+        )
         keep.append(i)
     if missing:
         if not skip_missing:
             where = ", ".join(records.where(i) for i in missing[:5])
-            raise DataError(f"the response template {template!r} does not occur in {len(missing)} of {len(texts)} "
-                            f"examples, e.g. {where}. Fix the data or the template (a literal \\n in the flag "
-                            f"is a newline), or pass --skip_missing_response_template to drop those examples")
+            raise DataError(
+                f"the response template {template!r} does not occur in {len(missing)} of {len(texts)} "
+                f"examples, e.g. {where}. Fix the data or the template (a literal \\n in the flag "
+                f"is a newline), or pass --skip_missing_response_template to drop those examples"
+            )
         texts = [texts[i] for i in keep]
-    return Texts(texts, spans, keep=keep if missing else None,
-                 notes={"num_skipped_no_template": len(missing), "skipped_indices": missing[:20]})
+    return Texts(
+        texts,
+        spans,
+        keep=keep if missing else None,
+        notes={"num_skipped_no_template": len(missing), "skipped_indices": missing[:20]},
+    )
 
 
 def _turn_spans(text: str, response: str, instruction: str) -> list[tuple[int, int]]:
@@ -178,7 +214,7 @@ def input_output_texts(records: Records, input_name: str = "input", output_name:
     inputs = string_column(records, input_name)
     outputs = string_column(records, output_name)
     texts, spans = [], []
-    for inp, out in zip(inputs, outputs):
+    for inp, out in zip(inputs, outputs, strict=False):
         sep = " " if inp and out and not inp[-1].isspace() and not out[0].isspace() else ""
         text = inp + sep + out
         texts.append(text)
@@ -186,8 +222,9 @@ def input_output_texts(records: Records, input_name: str = "input", output_name:
     return Texts(texts, spans)
 
 
-def pretokenized(records: Records, max_length: int,
-                 vocab_size: int | None = None) -> tuple[list[list[int]], list[list[int]], int]:
+def pretokenized(
+    records: Records, max_length: int, vocab_size: int | None = None
+) -> tuple[list[list[int]], list[list[int]], int]:
     """input_ids (and labels, else train on every token), truncated; checked to be lists of ints inside the
     vocabulary (an id outside it would be an IndexError in the middle of training)."""
     ids_col = records.column("input_ids")
@@ -204,8 +241,9 @@ def pretokenized(records: Records, max_length: int,
             if not isinstance(labels, list) or not all(type(t) is int for t in labels):
                 raise DataError(f"{records.where(i)}: 'labels' must be a list of integers (-100 = not trained)")
             if len(labels) != len(ids):
-                raise DataError(f"{records.where(i)}: 'labels' has {len(labels)} entries but 'input_ids' has "
-                                f"{len(ids)}")
+                raise DataError(
+                    f"{records.where(i)}: 'labels' has {len(labels)} entries but 'input_ids' has {len(ids)}"
+                )
         else:
             labels = list(ids)
         if vocab_size is not None:
@@ -224,5 +262,7 @@ def _check_in_vocab(where: str, field: str, ids: list[int], vocab_size: int) -> 
     if bad is not None:
         extra = " or -100 (not trained)" if field == "labels" else ""
         # ConfigError (exit 2): the data was tokenized for another tokenizer than --model_name_or_path's.
-        raise ConfigError(f"{where}: '{field}' holds {bad}, outside the tokenizer's vocabulary; expected ids from 0 "
-                        f"to {vocab_size - 1}{extra}")
+        raise ConfigError(
+            f"{where}: '{field}' holds {bad}, outside the tokenizer's vocabulary; expected ids from 0 "
+            f"to {vocab_size - 1}{extra}"
+        )

@@ -20,8 +20,17 @@ from tuning_core.errors import ConfigError, DataError
 KINDS = ("map", "filter", "columns", "remove", "select", "rename")
 # Arguments of HF's Dataset.map/filter that fms-hf-tuning passes through; accepted, and those that only tune
 # HF's own execution (num_proc, batch_size, ...) have no effect here.
-MAP_ARGUMENTS = ("fn_kwargs", "remove_columns", "batched", "batch_size", "num_proc", "load_from_cache_file",
-                 "desc", "keep_in_memory", "writer_batch_size")
+MAP_ARGUMENTS = (
+    "fn_kwargs",
+    "remove_columns",
+    "batched",
+    "batch_size",
+    "num_proc",
+    "load_from_cache_file",
+    "desc",
+    "keep_in_memory",
+    "writer_batch_size",
+)
 # What the pipeline offers every handler that asks for it by name (fms-hf-tuning's "default arguments").
 CONTEXT_ARGUMENTS = ("tokenizer", "column_names", "max_seq_length")
 
@@ -101,8 +110,10 @@ def check_arguments(name: str, handler: DataHandler, arguments: dict, where: str
     for key in arguments:
         if key not in allowed:
             near = closest(key, allowed)
-            raise ConfigError(f"{where}: handler '{name}' has no argument '{key}'"
-                              + (f"; did you mean '{near}'?" if near else f" (it takes {', '.join(allowed)})"))
+            raise ConfigError(
+                f"{where}: handler '{name}' has no argument '{key}'"
+                + (f"; did you mean '{near}'?" if near else f" (it takes {', '.join(allowed)})")
+            )
     if handler.kind in ("remove", "select", "rename"):
         if allowed[0] not in arguments:
             raise ConfigError(f"{where}: handler '{name}' needs arguments.{allowed[0]}")
@@ -114,25 +125,36 @@ def check_arguments(name: str, handler: DataHandler, arguments: dict, where: str
     for key in fn_kwargs:
         if key not in names or key in ("tokenizer", "column_names"):
             near = closest(key, names)
-            raise ConfigError(f"{where}: handler '{name}' does not take fn_kwargs.{key}"
-                              + (f"; did you mean '{near}'?" if near else f" (it takes {', '.join(names) or 'none'})"))
+            raise ConfigError(
+                f"{where}: handler '{name}' does not take fn_kwargs.{key}"
+                + (f"; did you mean '{near}'?" if near else f" (it takes {', '.join(names) or 'none'})")
+            )
     params = inspect.signature(handler.fn).parameters
     skip = 2 if handler.kind == "columns" else 1
     for p in list(params.values())[skip:]:
-        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) \
-                and p.name not in fn_kwargs and p.name not in CONTEXT_ARGUMENTS:
+        if (
+            p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in fn_kwargs
+            and p.name not in CONTEXT_ARGUMENTS
+        ):
             raise ConfigError(f"{where}: handler '{name}' needs fn_kwargs.{p.name}")
     remove = arguments.get("remove_columns")
-    if remove is not None and not (remove == "all" or isinstance(remove, str)
-                                   or (isinstance(remove, list) and all(isinstance(c, str) for c in remove))):
-        raise ConfigError(f"{where}: arguments.remove_columns of handler '{name}' must be 'all', a column name "
-                          f"or a list of them")
+    if remove is not None and not (
+        remove == "all"
+        or isinstance(remove, str)
+        or (isinstance(remove, list) and all(isinstance(c, str) for c in remove))
+    ):
+        raise ConfigError(
+            f"{where}: arguments.remove_columns of handler '{name}' must be 'all', a column name or a list of them"
+        )
     if "batched" in arguments and not isinstance(arguments["batched"], bool):
         raise ConfigError(f"{where}: arguments.batched of handler '{name}' must be true or false")
 
 
-def apply_handler(name: str, handler: DataHandler, arguments: dict, records: Records,
-                  context: HandlerContext) -> Records:
+def apply_handler(
+    name: str, handler: DataHandler, arguments: dict, records: Records, context: HandlerContext
+) -> Records:
     """Run one handler over ``records`` and return the new records."""
     arguments = arguments or {}
     names = list(records.names)
@@ -183,14 +205,14 @@ def _run_rows(handler, records: Records, fn_kwargs: dict, batched: bool, context
     fn = handler.fn
     try:
         if batched:
-            batch = {n: [None if v is MISSING else v for v in col] for n, col in zip(names, columns)}
+            batch = {n: [None if v is MISSING else v for v in col] for n, col in zip(names, columns, strict=False)}
             result = fn(batch, **fn_kwargs)
             if filter_:
                 return [i for i, ok in enumerate(result) if ok]
             return dict(result)
         results = []
-        for i, values in enumerate(zip(*columns)):
-            element = {n: v for n, v in zip(names, values) if v is not MISSING}
+        for i, values in enumerate(zip(*columns, strict=False)):
+            element = {n: v for n, v in zip(names, values, strict=False) if v is not MISSING}
             try:
                 results.append(fn(element, **fn_kwargs))
             except (KeyError, TypeError, ValueError) as e:
@@ -204,8 +226,10 @@ def _run_rows(handler, records: Records, fn_kwargs: dict, batched: bool, context
     out: dict[str, list] = {}
     for i, row in enumerate(results):
         if not isinstance(row, dict):
-            raise DataError(f"{context.where}: the handler returned {type(row).__name__} for {records.where(i)}; "
-                            f"a map handler returns a dict of fields")
+            raise DataError(
+                f"{context.where}: the handler returned {type(row).__name__} for {records.where(i)}; "
+                f"a map handler returns a dict of fields"
+            )
         for k, v in row.items():
             out.setdefault(k, [MISSING] * len(results))[i] = v
     return out
@@ -240,8 +264,9 @@ def registered_handlers(pm=None) -> dict[str, DataHandler]:
     for plugin, handlers in call_all(pm, "tuning_core_data_handlers"):
         for name, handler in dict(handlers).items():
             if not isinstance(handler, DataHandler):
-                raise ConfigError(f"plugin '{plugin}' offers data handler '{name}' as {type(handler).__name__}, "
-                                  f"not a DataHandler")
+                raise ConfigError(
+                    f"plugin '{plugin}' offers data handler '{name}' as {type(handler).__name__}, not a DataHandler"
+                )
             if name in out:
                 raise ConfigError(f"data handler '{name}' is offered by both '{owner[name]}' and '{plugin}'")
             out[name], owner[name] = handler, plugin

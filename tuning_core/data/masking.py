@@ -9,6 +9,7 @@ completion. This works for byte-level BPE and sentencepiece alike, unlike matchi
 
 from __future__ import annotations
 
+import itertools
 import json
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ def backend_of(tokenizer, continuation: bool = False):
 
     backend = getattr(tokenizer, "_tokenizer", None) or getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise ConfigError(f"data processing needs a fast (Rust `tokenizers`) tokenizer; {type(tokenizer).__name__} "
-                          f"is not one (--tokenizer_name_or_path can point at one)")
+        raise ConfigError(
+            f"data processing needs a fast (Rust `tokenizers`) tokenizer; {type(tokenizer).__name__} "
+            f"is not one (--tokenizer_name_or_path can point at one)"
+        )
     spec = json.loads(backend.to_str())
     spec["truncation"] = None
     spec["padding"] = None
@@ -100,15 +103,21 @@ class SpanEncoder:
         self.bos_id = getattr(tokenizer, "bos_token_id", None)
         self.max_length = max_length
 
-    def encode(self, texts: list[str], spans: list[list[tuple[int, int]]], add_special_tokens: bool = True,
-               append_eos: bool = True, prefix_id: tuple[int, list[bool]] | None = None) -> Encoded:
+    def encode(
+        self,
+        texts: list[str],
+        spans: list[list[tuple[int, int]]],
+        add_special_tokens: bool = True,
+        append_eos: bool = True,
+        prefix_id: tuple[int, list[bool]] | None = None,
+    ) -> Encoded:
         """``prefix_id``: (token id, per-text flags) of a masked token to put before the text, e.g. BOS."""
         out = Encoded([], [])
         encodings = self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
         eos = self.eos_id if append_eos else None
         max_length = self.max_length
         ids_out, labels_out = out.input_ids, out.labels
-        for text, example_spans, enc in zip(texts, spans, encodings):
+        for text, example_spans, enc in zip(texts, spans, encodings, strict=False):
             ids = enc.ids
             labels = self._suffix_labels(ids, enc, example_spans, len(text))
             if labels is None:
@@ -161,14 +170,14 @@ class SpanEncoder:
 
     def _piecewise(self, text, spans, ids, lo, hi):
         cuts = sorted({0, len(text), *(p for span in spans for p in span)})
-        pieces = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+        pieces = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
         if self._continuation is None:
             self._continuation = backend_of(self._tokenizer, continuation=True)
         encodings = self.backend.encode_batch([text[a:b] for a, b in pieces[:1]], add_special_tokens=False)
         encodings += self._continuation.encode_batch([text[a:b] for a, b in pieces[1:]], add_special_tokens=False)
         new_ids = list(ids[:lo])
         labels = [IGNORE_INDEX] * lo
-        for (a, b), enc in zip(pieces, encodings):
+        for (a, b), enc in zip(pieces, encodings, strict=False):
             trained = any(s <= a and b <= e for s, e in spans)
             new_ids.extend(enc.ids)
             labels.extend(enc.ids if trained else [IGNORE_INDEX] * len(enc.ids))

@@ -19,14 +19,14 @@ def split_indices(n: int, shares: dict[str, float], seed: int, shuffle: bool) ->
     n_train = round(n * shares.get("train", 0.0))
     n_val = round(n * shares.get("validation", 0.0))
     n_val = min(n_val, n - n_train)
-    return {"train": order[:n_train].tolist(), "validation": order[n_train:n_train + n_val].tolist()}
+    return {"train": order[:n_train].tolist(), "validation": order[n_train : n_train + n_val].tolist()}
 
 
 def interleave(lengths: list[int], probabilities: list[float], seed: int, strategy: str) -> list[tuple[int, int]]:
     """(dataset, row) pairs in the order drawn."""
     import numpy as np
 
-    active = [i for i, (n, p) in enumerate(zip(lengths, probabilities)) if n > 0 and p > 0]
+    active = [i for i, (n, p) in enumerate(zip(lengths, probabilities, strict=False)) if n > 0 and p > 0]
     probs = np.array([probabilities[i] for i in active], dtype=float)
     probs /= probs.sum()
     rng = np.random.default_rng(seed)
@@ -59,15 +59,16 @@ def combine(parts, data_config, pack_length: int | None = None):
     proc = data_config.dataprocessor
     where = data_config.path or "the data"
     trains, evals, weights = [], [], []
-    for d, ds, stats in parts:
+    for d, ds, _stats in parts:
         n = len(ds)
         if d.split is None:
             trains.append((d, ds))
             weights.append(d.sampling)
             continue
         if proc.streaming and d.split.get("train", 0.0) not in (0.0, 1.0):
-            raise ConfigError(f"{d.where}: a streamed dataset can only be split whole (train: 1.0 or "
-                              f"validation: 1.0), not {d.split}")
+            raise ConfigError(
+                f"{d.where}: a streamed dataset can only be split whole (train: 1.0 or validation: 1.0), not {d.split}"
+            )
         idx = split_indices(n, d.split, proc.seed, d.shuffle)
         if d.split.get("train", 0.0) > 0 and not idx["train"]:
             raise ConfigError(f"{d.where}: split train {d.split['train']:g} of {n} examples leaves no training data")
@@ -119,12 +120,15 @@ def _stats(parts, train, eval_ds) -> dict:
         stats["eval"] = dict(eval_parts[0][1])
         return stats
     formats = list(dict.fromkeys(s.get("format") for _, _, s in parts))
-    stats = {"format": "+".join(f for f in formats if f), "num_examples": len(train),
-             "max_seq_length": max(s.get("max_seq_length", 0) for _, _, s in parts),
-             "num_truncated": sum(s.get("num_truncated", 0) for _, _, s in parts),
-             "num_skipped_no_template": sum(s.get("num_skipped_no_template", 0) for _, _, s in parts),
-             "num_dropped_no_labels": sum(s.get("num_dropped_no_labels", 0) for _, _, s in parts),
-             "cache_hit": all(s.get("cache_hit") for _, _, s in parts),
-             "datasets": {d.name: s for d, _, s in parts}}
+    stats = {
+        "format": "+".join(f for f in formats if f),
+        "num_examples": len(train),
+        "max_seq_length": max(s.get("max_seq_length", 0) for _, _, s in parts),
+        "num_truncated": sum(s.get("num_truncated", 0) for _, _, s in parts),
+        "num_skipped_no_template": sum(s.get("num_skipped_no_template", 0) for _, _, s in parts),
+        "num_dropped_no_labels": sum(s.get("num_dropped_no_labels", 0) for _, _, s in parts),
+        "cache_hit": all(s.get("cache_hit") for _, _, s in parts),
+        "datasets": {d.name: s for d, _, s in parts},
+    }
     stats["eval"] = {"num_examples": len(eval_ds)} if eval_ds is not None else None
     return stats

@@ -57,12 +57,15 @@ def data_config_for(config, handlers: dict | None = None) -> DataConfig:
     path = getattr(config, "data_config_path", None)
     if path:
         if getattr(config, "training_data_path", None):
-            raise ConfigError("--training_data_path and --data_config_path are alternatives: list the training "
-                              "files under data_paths in the data config")
+            raise ConfigError(
+                "--training_data_path and --data_config_path are alternatives: list the training "
+                "files under data_paths in the data config"
+            )
         return load_data_config(path, handlers, getattr(config, "validation_data_path", None))
     if not getattr(config, "training_data_path", None):
-        raise ConfigError("--training_data_path is required: the file, directory or glob of training data "
-                          "(or --data_config_path)")
+        raise ConfigError(
+            "--training_data_path is required: the file, directory or glob of training data (or --data_config_path)"
+        )
     return from_flags(config)
 
 
@@ -77,8 +80,9 @@ def prepare_datasets(config, tokenizer, pm=None) -> ProcessedData:
     use_cache = bool(getattr(config, "data_cache", True))
     parts = []
     for d in data_config.datasets:
-        dataset, stats = process_dataset(d, files[d.name], settings, tokenizer, handlers, data_config.dataprocessor,
-                                         use_cache)
+        dataset, stats = process_dataset(
+            d, files[d.name], settings, tokenizer, handlers, data_config.dataprocessor, use_cache
+        )
         _log(stats, d.where if data_config.path else ("validation" if d.share("validation") else "training"))
         parts.append((d, dataset, stats))
     from tuning_core.data.mixing import combine
@@ -86,14 +90,17 @@ def prepare_datasets(config, tokenizer, pm=None) -> ProcessedData:
     return combine(parts, data_config, settings.max_seq_length if settings.packing else None)
 
 
-def save_processed(processed: ProcessedData, output_dir, num_train_shards: int = 1,
-                   num_eval_shards: int = 1) -> list[Path]:
+def save_processed(
+    processed: ProcessedData, output_dir, num_train_shards: int = 1, num_eval_shards: int = 1
+) -> list[Path]:
     """Write output_dir/train_dataset/ (and validation_dataset/) as parquet shards, for --do_dataprocessing_only."""
     from tuning_core.data.shards import write_shards
 
     out = []
-    for name, ds, shards in (("train_dataset", processed.train, num_train_shards),
-                             ("validation_dataset", processed.eval, num_eval_shards)):
+    for name, ds, shards in (
+        ("train_dataset", processed.train, num_train_shards),
+        ("validation_dataset", processed.eval, num_eval_shards),
+    ):
         if ds is None:
             continue
         if not hasattr(ds, "to_parquet"):  # streamed: materialize what it yields
@@ -109,12 +116,20 @@ def process_split(path_spec: str, flag: str, settings: Settings, tokenizer, use_
     from tuning_core.data.handlers import registered_handlers
 
     d = DatasetConfig("training", [path_spec], where=flag, flag=flag)
-    return process_dataset(d, resolve_files(path_spec, flag), settings, tokenizer, registered_handlers(),
-                           DataProcessorConfig(), use_cache)
+    return process_dataset(
+        d, resolve_files(path_spec, flag), settings, tokenizer, registered_handlers(), DataProcessorConfig(), use_cache
+    )
 
 
-def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, handlers: dict,
-                    processor: DataProcessorConfig, use_cache: bool = True):
+def process_dataset(
+    d: DatasetConfig,
+    paths,
+    settings: Settings,
+    tokenizer,
+    handlers: dict,
+    processor: DataProcessorConfig,
+    use_cache: bool = True,
+):
     """Read one dataset's files, run its handlers, then (untokenized data) the format's handler: one
     (datasets.Dataset of input_ids/labels, stats). The result is cached by content, settings and tokenizer."""
     from tuning_core.data.handlers import HandlerContext, apply_handler
@@ -127,9 +142,12 @@ def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, hand
     key_settings = dataclasses.asdict(settings)
     key_settings["chat_template"] = _chat_template_identity(chat_template)
     key_settings["handlers"] = [(h.name, h.arguments, handlers[h.name].identity()) for h in d.data_handlers]
-    key = cache.cache_key([f.digest for f in files], json.loads(json.dumps(key_settings, default=str)),
-                          cache.tokenizer_fingerprint(tokenizer, encoder.backend))
-    label = d.flag and d.data_paths[0] or d.where
+    key = cache.cache_key(
+        [f.digest for f in files],
+        json.loads(json.dumps(key_settings, default=str)),
+        cache.tokenizer_fingerprint(tokenizer, encoder.backend),
+    )
+    label = (d.flag and d.data_paths[0]) or d.where
     if use_cache:
         hit = cache.load(key)
         if hit is not None:
@@ -138,8 +156,11 @@ def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, hand
             return dataset, stats
 
     records = parse_files(files)
-    stats = {"files": [str(f.path) for f in files], "num_records": len(records),
-             "max_seq_length": settings.max_seq_length}
+    stats = {
+        "files": [str(f.path) for f in files],
+        "num_records": len(records),
+        "max_seq_length": settings.max_seq_length,
+    }
     used = []
     for i, spec in enumerate(d.data_handlers):
         context.where = f"{d.where}: data_handlers[{i}] ({spec.name})"
@@ -156,28 +177,43 @@ def process_dataset(d: DatasetConfig, paths, settings: Settings, tokenizer, hand
     stats["format"] = fmt
     ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length, len(tokenizer))
     notes = context.notes
-    stats.update(num_truncated=truncated + notes.get("num_truncated", 0),
-                 num_skipped_no_template=notes.get("num_skipped_no_template", 0))
+    stats.update(
+        num_truncated=truncated + notes.get("num_truncated", 0),
+        num_skipped_no_template=notes.get("num_skipped_no_template", 0),
+    )
     for k in ("num_split_at_border", "num_turns_located_by_content"):
         if k in notes:
             stats[k] = notes[k]
     if stats["num_skipped_no_template"]:
-        logger.warning("%s: dropped %d examples without the response template %r (first: %s)", label,
-                       stats["num_skipped_no_template"], settings.response_template,
-                       ", ".join(notes.get("skipped_where", [])))
+        logger.warning(
+            "%s: dropped %d examples without the response template %r (first: %s)",
+            label,
+            stats["num_skipped_no_template"],
+            settings.response_template,
+            ", ".join(notes.get("skipped_where", [])),
+        )
 
     ids, labels, untrained = _drop_untrained(ids, labels, None)
     if untrained:
-        logger.warning("%s: dropped %d examples with no token to train on (all labels -100%s); first: %s",
-                       label, len(untrained), ", e.g. truncated to --max_seq_length before the response"
-                       if stats["num_truncated"] else "", ", ".join(records.where(i) for i in untrained[:3]))
+        logger.warning(
+            "%s: dropped %d examples with no token to train on (all labels -100%s); first: %s",
+            label,
+            len(untrained),
+            ", e.g. truncated to --max_seq_length before the response" if stats["num_truncated"] else "",
+            ", ".join(records.where(i) for i in untrained[:3]),
+        )
     if not ids:
-        raise DataError(f"{label}: no example is left to train on: each one has all labels -100 "
-                        f"(nothing after the response template, no assistant turn, or truncated by "
-                        f"--max_seq_length {settings.max_seq_length})")
-    stats.update(num_examples=len(ids), num_dropped_no_labels=len(untrained),
-                 num_tokens=sum(map(len, ids)),
-                 num_trained_tokens=sum(len(x) - x.count(IGNORE_INDEX) for x in labels))
+        raise DataError(
+            f"{label}: no example is left to train on: each one has all labels -100 "
+            f"(nothing after the response template, no assistant turn, or truncated by "
+            f"--max_seq_length {settings.max_seq_length})"
+        )
+    stats.update(
+        num_examples=len(ids),
+        num_dropped_no_labels=len(untrained),
+        num_tokens=sum(map(len, ids)),
+        num_trained_tokens=sum(len(x) - x.count(IGNORE_INDEX) for x in labels),
+    )
     table = _table(ids, labels)
     stats["seconds"] = time.perf_counter() - start
     dataset = cache.store(key, table, stats) if use_cache else None
@@ -196,24 +232,44 @@ FORMATTED = "__tuning_core_formatted_text"
 def _format_handlers(fmt: str, settings: Settings) -> list[tuple[str, dict]]:
     """The built-in handlers that process untokenized data the way the data flags ask: the flag path is a data
     config whose handlers are chosen from the format."""
+
     def completion(column):
-        return ("tokenize_and_mask_completion", {"fn_kwargs": {
-            "text_column_name": column, "response_template": settings.response_template,
-            "instruction_template": settings.instruction_template,
-            "skip_missing_response_template": settings.skip_missing_response_template}})
+        return (
+            "tokenize_and_mask_completion",
+            {
+                "fn_kwargs": {
+                    "text_column_name": column,
+                    "response_template": settings.response_template,
+                    "instruction_template": settings.instruction_template,
+                    "skip_missing_response_template": settings.skip_missing_response_template,
+                }
+            },
+        )
 
     if fmt == "input_output":
-        return [("tokenize_and_apply_input_masking",
-                 {"fn_kwargs": {"input_column_name": "input", "output_column_name": "output"}})]
+        return [
+            (
+                "tokenize_and_apply_input_masking",
+                {"fn_kwargs": {"input_column_name": "input", "output_column_name": "output"}},
+            )
+        ]
     if fmt == "text_field":
         return [completion(settings.dataset_text_field)]
     if fmt == "formatter_template":
-        return [("apply_custom_jinja_template", {"fn_kwargs": {
-            "formatted_text_column_name": FORMATTED, "template": settings.data_formatter_template}}),
-                completion(FORMATTED)]
+        return [
+            (
+                "apply_custom_jinja_template",
+                {"fn_kwargs": {"formatted_text_column_name": FORMATTED, "template": settings.data_formatter_template}},
+            ),
+            completion(FORMATTED),
+        ]
     if fmt == "chat":
-        return [("tokenize_and_apply_chat_template_with_masking",
-                 {"fn_kwargs": {"conversation_column": settings.conversation_field}})]
+        return [
+            (
+                "tokenize_and_apply_chat_template_with_masking",
+                {"fn_kwargs": {"conversation_column": settings.conversation_field}},
+            )
+        ]
     raise AssertionError(fmt)
 
 
@@ -256,14 +312,32 @@ def _table(ids: list[list[int]], labels: list[list[int]]):
 
 def _log(stats: dict, split: str) -> None:
     if stats.get("cache_hit"):
-        logger.info("%s data: %d examples (%s) from the cache in %.2fs", split, stats["num_examples"],
-                    stats["format"], stats["seconds"])
+        logger.info(
+            "%s data: %d examples (%s) from the cache in %.2fs",
+            split,
+            stats["num_examples"],
+            stats["format"],
+            stats["seconds"],
+        )
         dropped = stats.get("num_skipped_no_template", 0) + stats.get("num_dropped_no_labels", 0)
         if dropped:  # the first run warned in detail; say it again, briefly
-            logger.warning("%s data: %d examples were dropped when this data was processed (%d without the "
-                           "response template, %d with nothing to train)", split, dropped,
-                           stats.get("num_skipped_no_template", 0), stats.get("num_dropped_no_labels", 0))
+            logger.warning(
+                "%s data: %d examples were dropped when this data was processed (%d without the "
+                "response template, %d with nothing to train)",
+                split,
+                dropped,
+                stats.get("num_skipped_no_template", 0),
+                stats.get("num_dropped_no_labels", 0),
+            )
         return
-    logger.info("%s data: %d examples (%s), %d tokens, %d trained, %d truncated to %d tokens, %.2fs", split,
-                stats["num_examples"], stats["format"], stats["num_tokens"], stats["num_trained_tokens"],
-                stats["num_truncated"], stats["max_seq_length"], stats["seconds"])
+    logger.info(
+        "%s data: %d examples (%s), %d tokens, %d trained, %d truncated to %d tokens, %.2fs",
+        split,
+        stats["num_examples"],
+        stats["format"],
+        stats["num_tokens"],
+        stats["num_trained_tokens"],
+        stats["num_truncated"],
+        stats["max_seq_length"],
+        stats["seconds"],
+    )

@@ -46,8 +46,10 @@ def _summary(stats: dict, total: int) -> str:
     parts = [f"format {stats.get('format')}", f"{total} examples"]
     if stats.get("num_truncated"):
         parts.append(f"{stats['num_truncated']} truncated to {stats.get('max_seq_length')} tokens")
-    for key, what in (("num_skipped_no_template", "without the response template"),
-                      ("num_dropped_no_labels", "with nothing to train")):
+    for key, what in (
+        ("num_skipped_no_template", "without the response template"),
+        ("num_dropped_no_labels", "with nothing to train"),
+    ):
         if stats.get(key):
             parts.append(f"{stats[key]} dropped {what}")
     if stats.get("cache_hit"):
@@ -66,7 +68,7 @@ def _marked_text(ids, labels, tokenizer, color: bool) -> str:
     for is_trained, group in groupby(labels, key=lambda x: x != IGNORE_INDEX):
         end = position + len(list(group))
         text = decode(end)
-        piece = text[len(previous):] if text.startswith(previous) else tokenizer.decode(ids[position:end])
+        piece = text[len(previous) :] if text.startswith(previous) else tokenizer.decode(ids[position:end])
         position, previous = end, text
         piece = piece.replace("\n", NEWLINE)
         if color:
@@ -78,7 +80,7 @@ def _marked_text(ids, labels, tokenizer, color: bool) -> str:
 
 def _json_row(index: int, row, tokenizer) -> dict:
     ids, labels = list(row["input_ids"]), list(row["labels"])
-    trained = [i for i, lab in zip(ids, labels) if lab != IGNORE_INDEX]
+    trained = [i for i, lab in zip(ids, labels, strict=False) if lab != IGNORE_INDEX]
     return {
         "index": index,
         "num_tokens": len(ids),

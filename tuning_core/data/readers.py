@@ -46,8 +46,11 @@ def resolve_files(spec: str, flag: str = "--training_data_path", builder: str | 
         if not files:
             raise DataError(f"{flag} {spec}: the pattern matches no files")
     elif path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and (builder or p.suffix.lower() in EXTENSIONS))
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and not p.name.startswith(".") and (builder or p.suffix.lower() in EXTENSIONS)
+        )
         if not files:
             raise DataError(f"{flag} {spec}: the directory has no data files ({', '.join(EXTENSIONS)})")
     elif path.exists():
@@ -74,8 +77,10 @@ def check_line_lengths(path: Path, limit: int = MAX_JSONL_LINE_BYTES, chunk: int
             for i, part in enumerate(parts):
                 current += len(part)
                 if current > limit:
-                    raise DataError(f"{path}: line {line} is longer than {limit // 2**20} MiB, the most tuning-core "
-                                    f"reads in one JSON Lines record; shorten or split it")
+                    raise DataError(
+                        f"{path}: line {line} is longer than {limit // 2**20} MiB, the most tuning-core "
+                        f"reads in one JSON Lines record; shorten or split it"
+                    )
                 if i < len(parts) - 1:
                     line, current = line + 1, 0
 
@@ -153,7 +158,7 @@ class Records:
 
     def where(self, index: int) -> str:
         """'example 7 (data/train.jsonl line 8)': how a person finds record ``index``."""
-        for s, start in zip(reversed(self.sources), reversed(self._starts)):
+        for s, start in zip(reversed(self.sources), reversed(self._starts), strict=False):
             if index >= start:
                 local = index - start
                 if s.lines is not None:
@@ -221,8 +226,10 @@ def _parse_json(f: DataFile) -> _Source:
             whole = None
         if isinstance(whole, dict):
             keys = ", ".join(repr(k) for k in list(whole)[:5])
-            raise DataError(f"{f.path}: the file is one JSON object (keys {keys}); expected a list of records "
-                            f"or one record per line")
+            raise DataError(
+                f"{f.path}: the file is one JSON object (keys {keys}); expected a list of records "
+                f"or one record per line"
+            )
     # JSON Lines (a .json file with one object per line is accepted too, as `datasets` does).
     rows, lines, names = [], [], {}
     loads = json.loads

@@ -12,8 +12,10 @@ SHARD_FLAGS = ("num_train_dataset_shards", "num_eval_dataset_shards")
 def check_data_extras(config) -> None:
     """The shard counts, and the vision-language flag tuning-core cannot honour yet."""
     if getattr(config, "dataset_image_field", None):
-        raise ConfigError(f"--dataset_image_field {config.dataset_image_field}: vision-language tuning is not "
-                          "supported yet; tuning-core tunes text-only causal language models")
+        raise ConfigError(
+            f"--dataset_image_field {config.dataset_image_field}: vision-language tuning is not "
+            "supported yet; tuning-core tunes text-only causal language models"
+        )
     for flag in SHARD_FLAGS:
         value = getattr(config, flag, 1)
         if value < 1:
@@ -31,8 +33,10 @@ def write_shards(dataset, folder, num_shards: int) -> list[Path]:
     for old in folder.glob("ds_*.parquet"):  # a rerun with fewer shards must not leave stale ones behind
         old.unlink()
     if num_shards > max(len(dataset), 1):
-        raise ConfigError(f"cannot write {len(dataset)} examples as {num_shards} shards; "
-                          f"lower the shard count to at most {max(len(dataset), 1)}")
+        raise ConfigError(
+            f"cannot write {len(dataset)} examples as {num_shards} shards; "
+            f"lower the shard count to at most {max(len(dataset), 1)}"
+        )
     out = []
     for i in range(num_shards):
         target = shard_path(folder, i)

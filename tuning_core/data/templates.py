@@ -33,8 +33,9 @@ def render_all(template: str, records: Records, special_tokens: dict[str, str] |
     specials = {k: v for k, v in (special_tokens or {}).items() if k not in records.names}
     used = [f for f in template_fields(template) if f in specials]
     if used:  # literal text, so the fast path stays fast
-        template = FIELD_RE.sub(lambda m: specials[m.group(1)].replace("{", "{{ '{' }}")
-                                if m.group(1) in specials else m.group(0), template)
+        template = FIELD_RE.sub(
+            lambda m: specials[m.group(1)].replace("{", "{{ '{' }}") if m.group(1) in specials else m.group(0), template
+        )
     fields = template_fields(template)
     remainder = FIELD_RE.sub("", template)
     uses_jinja = "{{" in remainder or "{%" in remainder or "{#" in remainder
@@ -42,8 +43,10 @@ def render_all(template: str, records: Records, special_tokens: dict[str, str] |
         raise ConfigError(f"--data_formatter_template {template!r} uses no fields; write fields as {{{{name}}}}")
     absent = [f for f in fields if f not in records.names]
     if absent:
-        raise DataError(f"field {absent[0]!r} used by --data_formatter_template is not in the data "
-                        f"({records.where(0)} has fields: {', '.join(records.names)})")
+        raise DataError(
+            f"field {absent[0]!r} used by --data_formatter_template is not in the data "
+            f"({records.where(0)} has fields: {', '.join(records.names)})"
+        )
     columns = {name: records.column(name) for name in fields}
     _check_present(columns, records)
     if uses_jinja:
@@ -67,7 +70,7 @@ def _render_plain(template: str, columns: dict[str, list]) -> list[str]:
     fmt = "%s".join(literals)
     names = pieces[1::2]
     value_lists = [[v if isinstance(v, str) else str(v) for v in columns[n]] for n in names]
-    return [fmt % values for values in zip(*value_lists)]
+    return [fmt % values for values in zip(*value_lists, strict=False)]
 
 
 def _render_jinja(template: str, columns: dict[str, list], records: Records, specials: dict) -> list[str]:
@@ -77,7 +80,7 @@ def _render_jinja(template: str, columns: dict[str, list], records: Records, spe
     # Names that are not Jinja identifiers ("Tweet text") are read from a dict instead.
     def as_lookup(m: re.Match) -> str:
         name = m.group(1)
-        return m.group(0) if _IDENTIFIER_RE.match(name) else "{{ _record[%r] }}" % name
+        return m.group(0) if _IDENTIFIER_RE.match(name) else f"{{{{ _record[{name!r}] }}}}"
 
     source = FIELD_RE.sub(as_lookup, template)
     env = bounded_sandbox(ImmutableSandboxedEnvironment, undefined=StrictUndefined, keep_trailing_newline=True)
@@ -87,8 +90,8 @@ def _render_jinja(template: str, columns: dict[str, list], records: Records, spe
         raise ConfigError(f"--data_formatter_template is not a valid template: {e}") from None
     out = []
     names = list(columns)
-    for i, values in enumerate(zip(*(columns[n] for n in names))):
-        record = {k: v for k, v in zip(names, values) if v is not MISSING}
+    for i, values in enumerate(zip(*(columns[n] for n in names), strict=False)):
+        record = {k: v for k, v in zip(names, values, strict=False) if v is not MISSING}
         try:
             out.append(render_bounded(env, compiled, {**specials, **record, "_record": record, "element": record}))
         except (TemplateError, TemplateLimitError) as e:
@@ -117,10 +120,15 @@ def bounded_sandbox(base, **kwargs):
                 raise TemplateLimitError(f"the template computes a power above 64 ({right})")
             if operator == "*" and isinstance(right, int) and isinstance(left, (str, list, tuple)):
                 left, right = right, left
-            if (operator == "*" and isinstance(left, int) and isinstance(right, (str, list, tuple))
-                    and left * len(right) > MAX_RENDERED_CHARS):
-                raise TemplateLimitError(f"the template builds a value of {left * len(right):,} items, over "
-                                             f"the {MAX_RENDERED_CHARS:,} limit")
+            if (
+                operator == "*"
+                and isinstance(left, int)
+                and isinstance(right, (str, list, tuple))
+                and left * len(right) > MAX_RENDERED_CHARS
+            ):
+                raise TemplateLimitError(
+                    f"the template builds a value of {left * len(right):,} items, over the {MAX_RENDERED_CHARS:,} limit"
+                )
             return super().call_binop(context, operator, left, right)
 
     env = Bounded(**kwargs)

@@ -84,11 +84,16 @@ def _targets():
     import torch
     import transformers.modeling_utils
 
-    out = [(builtins, "open", "write", 0, True), (io, "open", "write", 0, True),
-           (torch, "save", "write", 1, False), (safetensors.torch, "save_file", "write", 1, False),
-           (transformers.modeling_utils, "safe_save_file", "write", 1, False),
-           (os, "replace", "rename", 1, False), (os, "rename", "rename", 1, False),
-           (shutil, "rmtree", "rmtree", 0, False)]
+    out = [
+        (builtins, "open", "write", 0, True),
+        (io, "open", "write", 0, True),
+        (torch, "save", "write", 1, False),
+        (safetensors.torch, "save_file", "write", 1, False),
+        (transformers.modeling_utils, "safe_save_file", "write", 1, False),
+        (os, "replace", "rename", 1, False),
+        (os, "rename", "rename", 1, False),
+        (shutil, "rmtree", "rmtree", 0, False),
+    ]
     try:
         import peft.peft_model
         import peft.utils.save_and_load
@@ -115,10 +120,12 @@ def write_faults(root, at: int | None = None, action: str = "raise", half: bool 
         original = getattr(obj, attr)
         wrapped = _wrap(fault, original, event, idx, is_open)
         if obj is not None and isinstance(obj, type) and attr == "save_pretrained":
+
             def method(self, *a, _orig=original, **k):
                 if a or k:
                     fault("write", os.path.join(os.fspath(a[0] if a else next(iter(k.values()))), "tokenizer"))
                 return _orig(self, *a, **k)
+
             wrapped = method
         setattr(obj, attr, wrapped)
         patched.append((obj, attr, original))
@@ -134,7 +141,7 @@ def write_faults(root, at: int | None = None, action: str = "raise", half: bool 
 def main() -> None:
     """``python -m tuning_core.testing.faults ROOT N ACTION HALF -- tuning-core args``: the real CLI, faulted."""
     root, at, action, half = sys.argv[1:5]
-    argv = sys.argv[sys.argv.index("--") + 1:]
+    argv = sys.argv[sys.argv.index("--") + 1 :]
     from tuning_core.cli import main as cli_main
 
     with write_faults(root, int(at), action, half == "1"):

@@ -39,8 +39,9 @@ def decode_reference(codes, exponents):
     return values * scale
 
 
-def build_mxfp4_gpt_oss(out_dir, tokenizer_dir, seed: int = 0, hidden: int = 64, intermediate: int = 64,
-                        experts: int = 4, layers: int = 2) -> dict:
+def build_mxfp4_gpt_oss(
+    out_dir, tokenizer_dir, seed: int = 0, hidden: int = 64, intermediate: int = 64, experts: int = 4, layers: int = 2
+) -> dict:
     """Write a tiny MXFP4 gpt-oss to ``out_dir``; return {parameter name: dequantized float32 weight} in the
     layout transformers' GptOssExperts uses ([experts, in, out])."""
     import torch
@@ -49,12 +50,24 @@ def build_mxfp4_gpt_oss(out_dir, tokenizer_dir, seed: int = 0, hidden: int = 64,
 
     out_dir = Path(out_dir)
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = GptOssConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate,
-                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                          num_local_experts=experts, num_experts_per_tok=2, sliding_window=16,
-                          max_position_embeddings=256, layer_types=["sliding_attention", "full_attention"][:layers]
-                          * max(1, layers // 2), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                          pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    config = GptOssConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_local_experts=experts,
+        num_experts_per_tok=2,
+        sliding_window=16,
+        max_position_embeddings=256,
+        layer_types=["sliding_attention", "full_attention"][:layers] * max(1, layers // 2),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     GptOssForCausalLM(config).to(torch.float32).save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
@@ -72,7 +85,14 @@ def build_mxfp4_gpt_oss(out_dir, tokenizer_dir, seed: int = 0, hidden: int = 64,
         reference[name] = decode_reference(codes, exponents).transpose(1, 2).contiguous()
     save_file(state, str(weights_file), metadata={"format": "pt"})
     cfg = json.loads((out_dir / "config.json").read_text())
-    cfg["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
-        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    cfg["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": [
+            "model.layers.*.self_attn",
+            "model.layers.*.mlp.router",
+            "model.embed_tokens",
+            "lm_head",
+        ],
+    }
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
     return reference

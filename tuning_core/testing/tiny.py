@@ -36,8 +36,7 @@ def build_tokenizer(out_dir: str | Path, kind: str = "bpe", vocab_size: int = 51
     a Metaspace BPE like Llama-2's sentencepiece tokenizer (with a leading "▁").
     Like Llama, there is no pad token unless ``pad_token`` is set.
     """
-    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     special = [UNK, BOS, EOS] + (["<pad>"] if pad_token else [])
@@ -54,8 +53,9 @@ def build_tokenizer(out_dir: str | Path, kind: str = "bpe", vocab_size: int = 51
         alphabet = []
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=alphabet,
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=alphabet, show_progress=False
+    )
     tok.train_from_iterator(_corpus(), trainer=trainer)
     bos_id = tok.token_to_id(BOS)
     # Llama-style: prepend BOS, never append EOS automatically.
@@ -63,7 +63,10 @@ def build_tokenizer(out_dir: str | Path, kind: str = "bpe", vocab_size: int = 51
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, unk_token=UNK,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
         pad_token="<pad>" if pad_token else None,
     )
     out_dir = Path(out_dir)
@@ -72,8 +75,17 @@ def build_tokenizer(out_dir: str | Path, kind: str = "bpe", vocab_size: int = 51
     return fast
 
 
-def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4,
-                intermediate: int | None = None, max_positions: int = 512, bos_token_id=1, eos_token_id=2):
+def tiny_config(
+    arch: str,
+    vocab_size: int,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    intermediate: int | None = None,
+    max_positions: int = 512,
+    bos_token_id=1,
+    eos_token_id=2,
+):
     """A transformers config for a tiny model of ``arch`` ("llama", "gpt_bigcode", "mistral", "granite", "mixtral",
     "granitemoe", "qwen3_moe")."""
     import transformers
@@ -81,11 +93,25 @@ def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, h
     intermediate = intermediate or hidden * 2
     common = dict(vocab_size=vocab_size, bos_token_id=bos_token_id, eos_token_id=eos_token_id, use_cache=True)
     if arch == "gpt_bigcode":
-        return transformers.GPTBigCodeConfig(n_embd=hidden, n_layer=layers, n_head=heads, n_inner=intermediate,
-                                             n_positions=max_positions, multi_query=True, **common)
-    llama_like = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=max(1, heads // 2), intermediate_size=intermediate,
-                      max_position_embeddings=max_positions, tie_word_embeddings=False, **common)
+        return transformers.GPTBigCodeConfig(
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_inner=intermediate,
+            n_positions=max_positions,
+            multi_query=True,
+            **common,
+        )
+    llama_like = dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        intermediate_size=intermediate,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=False,
+        **common,
+    )
     if arch == "llama":
         return transformers.LlamaConfig(**llama_like)
     if arch == "mistral":
@@ -102,9 +128,14 @@ def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, h
 def _gemma_like(config_class, llama_like: dict, **extra):
     head_dim = llama_like["hidden_size"] // llama_like["num_attention_heads"]
     layers = llama_like["num_hidden_layers"]
-    return config_class(head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=8,
-                        layer_types=["sliding_attention", "full_attention"] * (layers // 2) + ["full_attention"] * (layers % 2),
-                        **{**llama_like, "tie_word_embeddings": True}, **extra)
+    return config_class(
+        head_dim=head_dim,
+        query_pre_attn_scalar=head_dim,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"] * (layers // 2) + ["full_attention"] * (layers % 2),
+        **{**llama_like, "tie_word_embeddings": True},
+        **extra,
+    )
 
 
 # Architectures of the fused_ops "more architectures" rules (issue 18): model_type -> config builder.
@@ -116,18 +147,30 @@ MORE_ARCHITECTURES = {
     "gemma3_text": lambda t, c: _gemma_like(t.Gemma3TextConfig, c),
     "phi3": lambda t, c: t.Phi3Config(pad_token_id=None, **c),
     # MoE: 4 experts, top-2, the router aux loss on (fused_ops checks it is the model's own).
-    "granitemoe": lambda t, c: t.GraniteMoeConfig(num_local_experts=4, num_experts_per_tok=2, logits_scaling=2.0,
-                                                  output_router_logits=True, **c),
-    "qwen3_moe": lambda t, c: t.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
-                                               moe_intermediate_size=c["intermediate_size"],
-                                               head_dim=c["hidden_size"] // c["num_attention_heads"],
-                                               output_router_logits=True, **c),
+    "granitemoe": lambda t, c: t.GraniteMoeConfig(
+        num_local_experts=4, num_experts_per_tok=2, logits_scaling=2.0, output_router_logits=True, **c
+    ),
+    "qwen3_moe": lambda t, c: t.Qwen3MoeConfig(
+        num_experts=4,
+        num_experts_per_tok=2,
+        norm_topk_prob=True,
+        moe_intermediate_size=c["intermediate_size"],
+        head_dim=c["hidden_size"] // c["num_attention_heads"],
+        output_router_logits=True,
+        **c,
+    ),
 }
 
 
-def build_model(out_dir: str | Path, arch: str = "llama", tokenizer_dir: str | Path | None = None,
-                tokenizer_kind: str = "bpe", seed: int = 0, vocab_size_override: int | None = None,
-                **config_kwargs):
+def build_model(
+    out_dir: str | Path,
+    arch: str = "llama",
+    tokenizer_dir: str | Path | None = None,
+    tokenizer_kind: str = "bpe",
+    seed: int = 0,
+    vocab_size_override: int | None = None,
+    **config_kwargs,
+):
     """Build a randomly initialised tiny causal LM with its tokenizer and save both to ``out_dir``.
 
     ``vocab_size_override`` gives the model more embedding rows than the tokenizer has tokens
@@ -142,8 +185,13 @@ def build_model(out_dir: str | Path, arch: str = "llama", tokenizer_dir: str | P
     else:
         tok = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
         tok.save_pretrained(out_dir)
-    cfg = tiny_config(arch, vocab_size=vocab_size_override or len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      **config_kwargs)
+    cfg = tiny_config(
+        arch,
+        vocab_size=vocab_size_override or len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        **config_kwargs,
+    )
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(cfg)
     model.save_pretrained(out_dir)

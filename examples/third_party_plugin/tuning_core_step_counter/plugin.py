@@ -8,7 +8,8 @@ from tuning_core.plugin_api import ConfigError, DataHandler, hookimpl
 @dataclass
 class StepCounterArguments:
     step_counter_file: str = field(
-        default="step_counter.json", metadata={"help": "File in output_dir that receives the step count."})
+        default="step_counter.json", metadata={"help": "File in output_dir that receives the step count."}
+    )
 
 
 @hookimpl

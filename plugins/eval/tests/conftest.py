@@ -28,8 +28,8 @@ def run_cli():
 @pytest.fixture(scope="session")
 def lora_run(tmp_path_factory, tiny_llama, twitter_data):
     """A short LoRA run on the bundled data that scores the local tasks when it ends (train --eval_tasks)."""
-    from tuning_core.plugins import get_plugin_manager, reset_plugin_manager
     from tuning_core.pipeline import run_training
+    from tuning_core.plugins import get_plugin_manager, reset_plugin_manager
 
     before = os.environ.get("TUNING_CORE_PLUGINS")
     os.environ["TUNING_CORE_PLUGINS"] = "eval"
@@ -38,10 +38,25 @@ def lora_run(tmp_path_factory, tiny_llama, twitter_data):
     get_plugin_manager().register(recorder, name="log_recorder")
     out = tmp_path_factory.mktemp("lora_run")
     try:
-        result = run_training(train_argv(
-            tiny_llama, twitter_data, out, "--peft_method", "lora", "--max_steps", TRAIN_STEPS,
-            "--learning_rate", "2e-2", "--save_model_dir", str(out / "final"),
-            "--eval_tasks", "twitter_complaints_label,twitter_complaints_choice", "--eval_tasks_limit", "10"))
+        result = run_training(
+            train_argv(
+                tiny_llama,
+                twitter_data,
+                out,
+                "--peft_method",
+                "lora",
+                "--max_steps",
+                TRAIN_STEPS,
+                "--learning_rate",
+                "2e-2",
+                "--save_model_dir",
+                str(out / "final"),
+                "--eval_tasks",
+                "twitter_complaints_label,twitter_complaints_choice",
+                "--eval_tasks_limit",
+                "10",
+            )
+        )
     finally:
         if before is None:
             os.environ.pop("TUNING_CORE_PLUGINS", None)
@@ -69,5 +84,3 @@ class LogRecorder:
                 recorded.append(dict(logs or {}))
 
         return [Recorder()]
-
-

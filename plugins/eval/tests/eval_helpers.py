@@ -13,15 +13,37 @@ LABELS = ["complaint", "no complaint"]
 def cli(*args, plugins="eval", timeout=600, env=None):
     """`python -m tuning_core ...` as a user runs it."""
     env = dict(os.environ, TUNING_CORE_PLUGINS=plugins, **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "tuning_core", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuning_core", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
     return proc
 
 
 def train_argv(model, data, output_dir, *extra):
-    return ["--model_name_or_path", str(model), "--training_data_path", str(data), "--output_dir", str(output_dir),
-            "--response_template", "\n### Label:", "--dataset_text_field", "output",
-            "--per_device_train_batch_size", "8", "--save_strategy", "no", "--logging_steps", "5", *extra]
+    return [
+        "--model_name_or_path",
+        str(model),
+        "--training_data_path",
+        str(data),
+        "--output_dir",
+        str(output_dir),
+        "--response_template",
+        "\n### Label:",
+        "--dataset_text_field",
+        "output",
+        "--per_device_train_batch_size",
+        "8",
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "5",
+        *extra,
+    ]
 
 
 def task_docs(n):
@@ -43,7 +65,7 @@ def hand_loglikelihood(model, tokenizer, context, continuation):
     n = len(whole) - len(ctx)
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].float()
-    logp = torch.log_softmax(logits[-len(ids):], dim=-1)
+    logp = torch.log_softmax(logits[-len(ids) :], dim=-1)
     return sum(logp[len(ids) - n - 1 + i, ids[len(ids) - n + i]].item() for i in range(n))
 
 
@@ -62,7 +84,7 @@ def hand_exact_match(model, tokenizer, docs):
     prompts = [prompt(d) for d in docs]
     outs = generate_greedy(model, tokenizer, prompts, max_new_tokens=8, batch_size=1)
     correct = 0
-    for doc, p, out in zip(docs, prompts, outs):
-        pred = out[len(p):].split("\n")[0].split("###")[0].strip()
+    for doc, p, out in zip(docs, prompts, outs, strict=False):
+        pred = out[len(p) :].split("\n")[0].split("###")[0].strip()
         correct += pred.lower() == doc["label"].lower()
     return correct / len(docs)

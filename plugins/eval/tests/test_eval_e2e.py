@@ -47,8 +47,23 @@ def test_compare_base_tuning_helps(lora_run, tasks_dir, tmp_path, capsys):
 
     out, _ = lora_run
     results = tmp_path / "cmp.json"
-    assert main(["eval", "--model", str(out / "final"), "--tasks", f"{tasks_dir},", "--limit", "10",
-                 "--compare_base", "--output_path", str(results)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out / "final"),
+                "--tasks",
+                f"{tasks_dir},",
+                "--limit",
+                "10",
+                "--compare_base",
+                "--output_path",
+                str(results),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     data = json.loads(results.read_text())
     rows = {(r["task"], r["metric"]): r for r in data["comparison"]}
@@ -80,8 +95,26 @@ def test_data_scoring_writes_scores_and_predictions(lora_run, tmp_path, capsys):
     data = tmp_path / "test.jsonl"
     data.write_text("".join(json.dumps({"question": prompt(d), "answer": d["label"]}) + "\n" for d in docs))
     results = tmp_path / "scores.json"
-    assert main(["eval", "--model", str(out / "final"), "--data", str(data), "--input_field", "question",
-                 "--output_field", "answer", "--max_new_tokens", "8", "--output_path", str(results)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out / "final"),
+                "--data",
+                str(data),
+                "--input_field",
+                "question",
+                "--output_field",
+                "answer",
+                "--max_new_tokens",
+                "8",
+                "--output_path",
+                str(results),
+            ]
+        )
+        == 0
+    )
     scores = json.loads(results.read_text())["data"]
     preds = [json.loads(line) for line in (tmp_path / "scores_predictions.jsonl").read_text().splitlines()]
     assert [p["target"] for p in preds] == [d["label"] for d in docs]
@@ -96,12 +129,16 @@ def test_training_stopped_early_is_still_scored(tiny_llama, tmp_path):
     from types import SimpleNamespace
 
     from transformers import TrainerControl, TrainerState
-    from tuning_core_eval.callback import EvalTasksCallback
 
     from tuning_core.plugin_api import load_for_inference
+    from tuning_core_eval.callback import EvalTasksCallback
 
-    config = SimpleNamespace(eval_tasks=["twitter_complaints_choice"], eval_tasks_limit=3,
-                             eval_tasks_num_fewshot=None, eval_tasks_batch_size=4)
+    config = SimpleNamespace(
+        eval_tasks=["twitter_complaints_choice"],
+        eval_tasks_limit=3,
+        eval_tasks_num_fewshot=None,
+        eval_tasks_batch_size=4,
+    )
     callback = EvalTasksCallback(config, str(tmp_path), is_main_process=True)
     state = TrainerState(global_step=3, max_steps=10, epoch=0.5)
     loaded = load_for_inference(str(tiny_llama))
@@ -111,8 +148,7 @@ def test_training_stopped_early_is_still_scored(tiny_llama, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "training_logs.jsonl").read_text().splitlines()]
     assert {r["name"] for r in rows} == {CHOICE, CHOICE + "_norm"} and {r["data"]["step"] for r in rows} == {3}
     acc = next(r["data"]["value"] for r in rows if r["name"] == CHOICE)
-    assert acc == pytest.approx(
-        hand_choice_accuracy(loaded.model, loaded.tokenizer, task_docs(3)))
+    assert acc == pytest.approx(hand_choice_accuracy(loaded.model, loaded.tokenizer, task_docs(3)))
 
 
 def test_scores_reach_the_mlflow_tracker(tiny_llama, twitter_data, tmp_path, plugins_enabled, monkeypatch):
@@ -123,9 +159,24 @@ def test_scores_reach_the_mlflow_tracker(tiny_llama, twitter_data, tmp_path, plu
 
     from tuning_core.pipeline import run_training
 
-    run_training(train_argv(tiny_llama, twitter_data, tmp_path, "--peft_method", "lora", "--max_steps", "2",
-                            "--trackers", "file_logger", "mlflow", "--eval_tasks", "twitter_complaints_choice",
-                            "--eval_tasks_limit", "3"))
+    run_training(
+        train_argv(
+            tiny_llama,
+            twitter_data,
+            tmp_path,
+            "--peft_method",
+            "lora",
+            "--max_steps",
+            "2",
+            "--trackers",
+            "file_logger",
+            "mlflow",
+            "--eval_tasks",
+            "twitter_complaints_choice",
+            "--eval_tasks_limit",
+            "3",
+        )
+    )
     info = json.loads((tmp_path / "mlflow_tracker.json").read_text())
     history = MlflowClient(tracking_uri=info["tracking_uri"]).get_metric_history(info["run_id"], CHOICE)
     logged = _logged(tmp_path)[CHOICE]

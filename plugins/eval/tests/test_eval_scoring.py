@@ -3,6 +3,7 @@
 import random
 
 import pytest
+
 from tuning_core_eval.scoring import labels_of, prediction_from, read_examples, score
 
 
@@ -23,7 +24,7 @@ def test_f1_matches_sklearn(delimiter):
     y_pred = mlb.transform([labels_of(p, delimiter) for p in preds])
     assert got["micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro", zero_division=0))
     assert got["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
-    assert got["exact_match"] == pytest.approx(sum(p == t for p, t in zip(preds, targets)) / 50)
+    assert got["exact_match"] == pytest.approx(sum(p == t for p, t in zip(preds, targets, strict=False)) / 50)
 
 
 def test_prediction_is_the_first_line_of_the_continuation():

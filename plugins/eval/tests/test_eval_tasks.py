@@ -3,14 +3,14 @@
 import json
 
 import pytest
+
+from tuning_core.plugin_api import ConfigError
 from tuning_core_eval.tasks import (
     LocalTask,
     builtin_task_names,
     parse_task_list,
     resolve_tasks,
 )
-
-from tuning_core.plugin_api import ConfigError
 
 
 def test_bundled_tasks_by_folder_file_and_name(tasks_dir):
@@ -32,8 +32,9 @@ def test_parse_task_list_accepts_commas_and_lists():
 
 
 def test_unknown_task_suggests_the_closest(tasks_dir):
-    with pytest.raises(ConfigError, match="unknown task 'twitter_complaints_lable'; did you mean "
-                                          "'twitter_complaints_label'"):
+    with pytest.raises(
+        ConfigError, match="unknown task 'twitter_complaints_lable'; did you mean 'twitter_complaints_label'"
+    ):
         resolve_tasks(["twitter_complaints_lable"], search_dirs=[tasks_dir])
 
 
@@ -65,7 +66,8 @@ def test_user_task_yaml_runs_through_lm_eval_task_manager(tmp_path):
     (tmp_path / "t.yaml").write_text(
         "task: my_qa\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\ntest_split: test\n"
         "output_type: generate_until\ndoc_to_text: '{{q}}'\ndoc_to_target: '{{a}}'\n"
-        "metric_list:\n  - metric: exact_match\n")
+        "metric_list:\n  - metric: exact_match\n"
+    )
     from tuning_core_eval.tasks import lm_eval_specs, task_manager
 
     tasks = resolve_tasks([str(tmp_path)])

@@ -31,8 +31,9 @@ def validate(config) -> None:
     from tuning_core_eval.tasks import go_offline, parse_task_list, resolve_tasks
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("--eval_tasks runs on one process; run `tuning-core eval` on the saved model after a "
-                          "multi-process run")
+        raise ConfigError(
+            "--eval_tasks runs on one process; run `tuning-core eval` on the saved model after a multi-process run"
+        )
     go_offline()
     for flag in ("eval_tasks_limit", "eval_tasks_batch_size"):
         value = getattr(config, flag)
@@ -46,8 +47,9 @@ class EvalTasksCallback(TrainerCallback):
         from tuning_core_eval.command import example_task_dirs
         from tuning_core_eval.tasks import parse_task_list, resolve_tasks
 
-        self.tasks = resolve_tasks(parse_task_list(config.eval_tasks, "--eval_tasks"), example_task_dirs(),
-                                   flag="--eval_tasks")
+        self.tasks = resolve_tasks(
+            parse_task_list(config.eval_tasks, "--eval_tasks"), example_task_dirs(), flag="--eval_tasks"
+        )
         self.limit, self.num_fewshot = config.eval_tasks_limit, config.eval_tasks_num_fewshot
         self.batch_size = config.eval_tasks_batch_size
         self.path = os.path.join(output_dir, LOG_FILE)
@@ -88,9 +90,20 @@ class EvalTasksCallback(TrainerCallback):
 
     def _write(self, state) -> None:
         now = datetime.datetime.now().isoformat()
-        lines = [json.dumps({"name": name, "data": {"epoch": round(state.epoch or 0.0, 4), "step": state.global_step,
-                                                     "timestamp": now, "value": value}})
-                 for name, value in self.metrics.items()]
+        lines = [
+            json.dumps(
+                {
+                    "name": name,
+                    "data": {
+                        "epoch": round(state.epoch or 0.0, 4),
+                        "step": state.global_step,
+                        "timestamp": now,
+                        "value": value,
+                    },
+                }
+            )
+            for name, value in self.metrics.items()
+        ]
         if lines:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:

@@ -32,7 +32,7 @@ def make_lm(model, tokenizer, batch_size: int = 8):
         def _model_call(self, inps, attn_mask=None, labels=None):
             logits = super()._model_call(inps, attn_mask, labels)
             if logits.shape[1] > inps.shape[1]:
-                logits = logits[:, -inps.shape[1]:]
+                logits = logits[:, -inps.shape[1] :]
             return logits
 
         def generate_until(self, requests, disable_tqdm: bool = False):
@@ -57,8 +57,14 @@ def quiet(level: int) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def evaluate(model, tokenizer, tasks: list[LocalTask | str], num_fewshot: int | None = None,
-             limit: int | None = None, batch_size: int = 8) -> tuple[list[Score], dict]:
+def evaluate(
+    model,
+    tokenizer,
+    tasks: list[LocalTask | str],
+    num_fewshot: int | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+) -> tuple[list[Score], dict]:
     """Scores from lm-eval's own metric code, and lm-eval's raw results (for the JSON file)."""
     lm = make_lm(model, tokenizer, batch_size)
     return evaluate_lm(lm, tasks, num_fewshot, limit)
@@ -71,9 +77,16 @@ def evaluate_lm(lm, tasks, num_fewshot=None, limit=None) -> tuple[list[Score], d
     lm.model.eval()
     try:
         with _without_environment_report():
-            out = simple_evaluate(model=lm, tasks=lm_eval_specs(tasks), num_fewshot=num_fewshot, limit=limit,
-                                  task_manager=task_manager(tasks), log_samples=False, verbosity="ERROR",
-                                  bootstrap_iters=1000)
+            out = simple_evaluate(
+                model=lm,
+                tasks=lm_eval_specs(tasks),
+                num_fewshot=num_fewshot,
+                limit=limit,
+                task_manager=task_manager(tasks),
+                log_samples=False,
+                verbosity="ERROR",
+                bootstrap_iters=1000,
+            )
     finally:
         if was_training:
             lm.model.train()

@@ -18,8 +18,14 @@ def tuning_core_cli_commands():
 
         return command.run(args)
 
-    return [CliCommand(name="eval", add_arguments=add_arguments, run=run,
-                       help="Score a tuned model (and its base) on lm-eval tasks or a labelled JSONL test set.")]
+    return [
+        CliCommand(
+            name="eval",
+            add_arguments=add_arguments,
+            run=run,
+            help="Score a tuned model (and its base) on lm-eval tasks or a labelled JSONL test set.",
+        )
+    ]
 
 
 @hookimpl

@@ -16,8 +16,17 @@ def compare_rows(base: list[Score], tuned: list[Score]) -> list[dict]:
         b = by_key.get((t.task, t.metric))
         if b is None:
             continue
-        rows.append({"task": t.task, "metric": t.metric, "base": b.value, "tuned": t.value,
-                     "delta": t.value - b.value, "stderr": t.stderr, "base_stderr": b.stderr})
+        rows.append(
+            {
+                "task": t.task,
+                "metric": t.metric,
+                "base": b.value,
+                "tuned": t.value,
+                "delta": t.value - b.value,
+                "stderr": t.stderr,
+                "base_stderr": b.stderr,
+            }
+        )
     return rows
 
 
@@ -28,8 +37,10 @@ def _fmt(value) -> str:
 def table(rows: list[dict], columns: list[str]) -> str:
     cells = [columns] + [[r[c] if isinstance(r[c], str) else _fmt(r[c]) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-             for row in cells]
+    lines = [
+        "  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=False)))
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -62,8 +73,9 @@ def plot_compare(rows: list[dict], out_png: Path, title: str) -> None:
     try:
         for offset, key, color in ((-width / 2, "base", "tab:gray"), (width / 2, "tuned", "tab:blue")):
             errs = [r["base_stderr" if key == "base" else "stderr"] or 0.0 for r in rows]
-            ax.bar([x + offset for x in xs], [r[key] for r in rows], width, yerr=errs, capsize=3,
-                   color=color, label=key)
+            ax.bar(
+                [x + offset for x in xs], [r[key] for r in rows], width, yerr=errs, capsize=3, color=color, label=key
+            )
         ax.set_xticks(list(xs))
         ax.set_xticklabels(labels, fontsize=8)
         ax.set_ylabel("score")

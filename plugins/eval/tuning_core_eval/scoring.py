@@ -46,9 +46,9 @@ def labels_of(text: str, delimiter: str | None) -> set[str]:
 def score(predictions: list[str], targets: list[str], delimiter: str | None = None) -> dict:
     """Exact match over whole answers; F1 over labels (a multi-label answer is split on ``delimiter``)."""
     n = len(targets)
-    exact = sum(p.strip() == t.strip() for p, t in zip(predictions, targets))
+    exact = sum(p.strip() == t.strip() for p, t in zip(predictions, targets, strict=False))
     classes: dict[str, list[int]] = {}  # label -> [tp, fp, fn]
-    for pred, target in zip(predictions, targets):
+    for pred, target in zip(predictions, targets, strict=False):
         p, t = labels_of(pred, delimiter), labels_of(target, delimiter)
         for label in p | t:
             c = classes.setdefault(label, [0, 0, 0])
@@ -58,8 +58,14 @@ def score(predictions: list[str], targets: list[str], delimiter: str | None = No
     tp, fp, fn = (sum(c[i] for c in classes.values()) for i in range(3))
     per_class = {label: _f1(*c) for label, c in sorted(classes.items())}
     macro = sum(per_class.values()) / len(per_class) if per_class else 0.0  # every label seen, as sklearn
-    return {"num_examples": n, "exact_match": exact / n if n else 0.0, "micro_f1": _f1(tp, fp, fn),
-            "macro_f1": macro, "per_label_f1": per_class}
+    return {
+        "num_examples": n,
+        "exact_match": exact / n if n else 0.0,
+        "micro_f1": _f1(tp, fp, fn),
+        "macro_f1": macro,
+        "per_label_f1": per_class,
+    }
+
 
 def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
@@ -67,6 +73,16 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 
 def write_predictions(path: Path, rows: list[dict], predictions: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps({"input": row["input"], "target": row["target"], "prediction": pred,
-                                 "correct": pred.strip() == row["target"].strip()}, ensure_ascii=False) + "\n"
-                     for row, pred in zip(rows, predictions))
+        f.writelines(
+            json.dumps(
+                {
+                    "input": row["input"],
+                    "target": row["target"],
+                    "prediction": pred,
+                    "correct": pred.strip() == row["target"].strip(),
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for row, pred in zip(rows, predictions, strict=False)
+        )

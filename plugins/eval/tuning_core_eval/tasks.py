@@ -69,9 +69,11 @@ def resolve_tasks(specs: list[str], search_dirs: list[Path] = (), flag: str = "-
             builtin = builtin_task_names()
             if name in builtin:
                 if not online_allowed():
-                    raise ConfigError(f"{flag}: task '{name}' is one of lm-eval's hub tasks and needs a dataset "
-                                      f"download, and tuning-core eval runs offline; use a local task YAML "
-                                      f"(see {DOCS}) or set HF_DATASETS_OFFLINE=0")
+                    raise ConfigError(
+                        f"{flag}: task '{name}' is one of lm-eval's hub tasks and needs a dataset "
+                        f"download, and tuning-core eval runs offline; use a local task YAML "
+                        f"(see {DOCS}) or set HF_DATASETS_OFFLINE=0"
+                    )
                 resolved.append(name)
                 continue
             close = difflib.get_close_matches(name, list(local) + sorted(builtin), n=1)
@@ -101,15 +103,19 @@ def _load_yaml(path: Path, flag: str) -> LocalTask:
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.constructor.ConstructorError as e:
-        raise ConfigError(f"{flag}: {path} line {e.problem_mark.line + 1}: {e.problem.split(' for')[0]} "
-                          f"(task YAMLs are read with yaml.safe_load: no !function code; see {DOCS})") from None
+        raise ConfigError(
+            f"{flag}: {path} line {e.problem_mark.line + 1}: {e.problem.split(' for')[0]} "
+            f"(task YAMLs are read with yaml.safe_load: no !function code; see {DOCS})"
+        ) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{flag}: cannot read {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(config, dict) or not isinstance(config.get("task"), str):
         raise ConfigError(f"{flag}: {path} is not an lm-eval task YAML (no 'task:' name)")
     if "include" in config or "group" in config or "task_list" in config:
-        raise ConfigError(f"{flag}: {path}: 'include'/'group' YAMLs are not supported; write one "
-                          f"self-contained YAML per task (see {DOCS})")
+        raise ConfigError(
+            f"{flag}: {path}: 'include'/'group' YAMLs are not supported; write one "
+            f"self-contained YAML per task (see {DOCS})"
+        )
     _check_dataset(config, path, flag)
     return LocalTask(config["task"], config, path)
 
@@ -127,8 +133,10 @@ def _check_dataset(config: dict, path: Path, flag: str) -> None:
         config["dataset_path"] = str(local.resolve())
         return
     if not online_allowed():
-        raise ConfigError(f"{flag}: {path}: dataset_path '{dataset}' is a hub dataset that needs a download, and "
-                          f"tuning-core eval runs offline; point the task at local files (see {DOCS})")
+        raise ConfigError(
+            f"{flag}: {path}: dataset_path '{dataset}' is a hub dataset that needs a download, and "
+            f"tuning-core eval runs offline; point the task at local files (see {DOCS})"
+        )
 
 
 def _absolute(files, yaml_path: Path, flag: str):

@@ -50,7 +50,7 @@ def main(model_dir):
     for name, grad in grads.items():
         if "experts" in name:
             local = grad.shape[0]
-            expected = (per_half[0][1][name] + per_half[1][1][name])[rank * local:(rank + 1) * local]
+            expected = (per_half[0][1][name] + per_half[1][1][name])[rank * local : (rank + 1) * local]
             assert local == reference.get_parameter(name).shape[0] // 2
         else:
             expected = per_half[rank][1][name]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from tuning_core.plugin_api import ConfigError
 from tuning_core_fused_ops.patcher import patch_model
 from tuning_core_fused_ops.rules import ARCHITECTURES
 from tuning_core_fused_ops.selection import Selection
-
-from tuning_core.plugin_api import ConfigError
 
 NEW = ["qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "granitemoe", "qwen3_moe"]
 MOE = {"granitemoe", "qwen3_moe"}
@@ -88,8 +88,7 @@ def test_patched_matches_unpatched(arch, backend):
         ref_logits = model(input_ids=ids).logits
     model.train()
 
-    report = patch_model(model, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True,
-                                          backend=backend))
+    report = patch_model(model, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True, backend=backend))
     got = _loss_and_grads(model, ids, labels, **_extra(arch))
     _assert_same(ref, got)
     assert got[0].logits is None  # the fused loss ran
@@ -139,28 +138,43 @@ def test_unsupported_softcap_is_a_config_error(cap):
 def _peft(model, targets):
     import peft
 
-    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM",
-                          init_lora_weights=False)
+    cfg = peft.LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM", init_lora_weights=False
+    )
     return peft.get_peft_model(model, cfg)
 
 
-@pytest.mark.parametrize("arch,targets,expect", [
-    # Phi-3's fused projections: qkv_proj is one LoRA linear, gate_up_proj + down_proj one fused MLP node.
-    ("phi3", ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
-     {"Phi3MLP.forward -> fused LoRA MLP (SwiGLU inside); SwiGLU kernel when not fused": 2,
-      "other LoRA linear layers -> fused_lora_linear": 8}),  # all four, for calls the MLP node cannot take
-    ("gemma2", ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"],
-     {"Gemma2MLP.forward -> fused LoRA MLP (GeGLU inside); GeGLU kernel when not fused": 2,
-      "Gemma2Attention LoRA q/k/v -> fused_lora_qkv": 2}),
-    ("qwen3", ["q_proj", "k_proj", "v_proj", "o_proj"], {"Qwen3Attention LoRA q/k/v -> fused_lora_qkv": 2}),
-])
+@pytest.mark.parametrize(
+    "arch,targets,expect",
+    [
+        # Phi-3's fused projections: qkv_proj is one LoRA linear, gate_up_proj + down_proj one fused MLP node.
+        (
+            "phi3",
+            ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+            {
+                "Phi3MLP.forward -> fused LoRA MLP (SwiGLU inside); SwiGLU kernel when not fused": 2,
+                "other LoRA linear layers -> fused_lora_linear": 8,
+            },
+        ),  # all four, for calls the MLP node cannot take
+        (
+            "gemma2",
+            ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"],
+            {
+                "Gemma2MLP.forward -> fused LoRA MLP (GeGLU inside); GeGLU kernel when not fused": 2,
+                "Gemma2Attention LoRA q/k/v -> fused_lora_qkv": 2,
+            },
+        ),
+        ("qwen3", ["q_proj", "k_proj", "v_proj", "o_proj"], {"Qwen3Attention LoRA q/k/v -> fused_lora_qkv": 2}),
+    ],
+)
 @pytest.mark.parametrize("backend", ["auto", "torch"])
 def test_fused_lora_matches_peft(arch, targets, expect, backend):
     model = _peft(_model(arch), targets)
     ids, labels = _batch()
     ref = _loss_and_grads(model, ids, labels)
-    report = patch_model(model, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True, lora=True,
-                                          backend=backend))
+    report = patch_model(
+        model, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True, lora=True, backend=backend)
+    )
     got = _loss_and_grads(model, ids, labels)
     _assert_same(ref, got)
     assert all("lora_" in n for n in got[1])

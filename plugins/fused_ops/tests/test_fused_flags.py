@@ -51,31 +51,39 @@ def test_fms_fast_kernels_form():
 
 
 def test_named_flags_match_the_fms_form():
-    assert _sel(fused_linear_loss=True, fast_rms_norm=True, fast_rope=True).features == \
-        _sel(fast_kernels=["True", "True", "True"]).features
+    assert (
+        _sel(fused_linear_loss=True, fast_rms_norm=True, fast_rope=True).features
+        == _sel(fast_kernels=["True", "True", "True"]).features
+    )
     assert _sel(fast_swiglu=True, fast_lora=True).features == {"swiglu", "lora"}
     assert _sel(fast_kernels=["True", "False", "False"], fast_cross_entropy=True).loss == "cross_entropy"
 
 
-@pytest.mark.parametrize("flags,message", [
-    (dict(fast_kernels=["True", "True"]), "--fast_kernels takes three booleans"),
-    (dict(fast_kernels=["True", "maybe", "True"]), "--fast_kernels: expected True or False, got 'maybe'"),
-    (dict(fused_lora=["auto_gptq"]), "--fused_lora takes a base kind and a boolean"),
-    (dict(fused_lora=["exllama", "True"]), "--fused_lora: unknown base kind 'exllama'"),
-    (dict(fused_linear_loss=True, fast_cross_entropy=True), "pick one"),
-    (dict(fused_loss_chunk_size=-1), "--fused_loss_chunk_size must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (dict(fast_kernels=["True", "True"]), "--fast_kernels takes three booleans"),
+        (dict(fast_kernels=["True", "maybe", "True"]), "--fast_kernels: expected True or False, got 'maybe'"),
+        (dict(fused_lora=["auto_gptq"]), "--fused_lora takes a base kind and a boolean"),
+        (dict(fused_lora=["exllama", "True"]), "--fused_lora: unknown base kind 'exllama'"),
+        (dict(fused_linear_loss=True, fast_cross_entropy=True), "pick one"),
+        (dict(fused_loss_chunk_size=-1), "--fused_loss_chunk_size must be >= 0"),
+    ],
+)
 def test_bad_values(flags, message):
     with pytest.raises(ConfigError, match=message):
         _sel(**flags)
 
 
-@pytest.mark.parametrize("flags,flag", [(dict(fast_lora=True), "--fast_lora"),
-                                        (dict(fused_lora=["auto_gptq", "True"]), "--fused_lora")])
+@pytest.mark.parametrize(
+    "flags,flag", [(dict(fast_lora=True), "--fast_lora"), (dict(fused_lora=["auto_gptq", "True"]), "--fused_lora")]
+)
 @pytest.mark.parametrize("peft_method", ["pt", "none"])
 def test_fused_lora_needs_a_lora_run(flags, flag, peft_method):
-    with pytest.raises(ConfigError, match=f"{flag} fuses LoRA adapters and needs --peft_method lora "
-                                          f"\\(got --peft_method {peft_method}\\)"):
+    with pytest.raises(
+        ConfigError,
+        match=f"{flag} fuses LoRA adapters and needs --peft_method lora \\(got --peft_method {peft_method}\\)",
+    ):
         _sel(peft_method=peft_method, **flags)
 
 
@@ -114,9 +122,12 @@ def test_selection_names_no_other_plugin():
 def test_validate_rejects_an_unsupported_checkpoint_before_loading(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "falcon"}))
     cfg = FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(tmp_path))
-    with pytest.raises(ConfigError, match="model type 'falcon'.*supported model types: gemma2, gemma3_text, "
-                                          "gpt_bigcode, granite, granitemoe, llama, mistral, mixtral, phi3, qwen2, "
-                                          "qwen3, qwen3_moe"):
+    with pytest.raises(
+        ConfigError,
+        match="model type 'falcon'.*supported model types: gemma2, gemma3_text, "
+        "gpt_bigcode, granite, granitemoe, llama, mistral, mixtral, phi3, qwen2, "
+        "qwen3, qwen3_moe",
+    ):
         plugin.tuning_core_validate_config(cfg)
     plugin.tuning_core_validate_config(FakeConfig(model_name_or_path=str(tmp_path)))  # nothing selected: fine
 
@@ -124,7 +135,8 @@ def test_validate_rejects_an_unsupported_checkpoint_before_loading(tmp_path):
 def test_validate_accepts_the_tiny_models(tiny_llama, tiny_gptbigcode):
     for path in (tiny_llama, tiny_gptbigcode):
         plugin.tuning_core_validate_config(
-            FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(path)))
+            FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(path))
+        )
 
 
 def test_patch_hook_returns_none_when_nothing_is_selected():
@@ -136,8 +148,10 @@ def test_entry_point_and_light_import():
 
     eps = {ep.name: ep.value for ep in entry_points(group="tuning_core")}
     assert eps.get("fused_ops") == "tuning_core_fused_ops.plugin"
-    code = ("import sys, tuning_core_fused_ops.plugin as p; p.tuning_core_config_classes(); "
-            "print(sorted(m for m in ('torch', 'triton', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, tuning_core_fused_ops.plugin as p; p.tuning_core_config_classes(); "
+        "print(sorted(m for m in ('torch', 'triton', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -155,28 +169,51 @@ def test_flag_metadata_follows_the_contract():
 def test_validate_rejects_a_gemma_softcap_the_fused_loss_cannot_apply(tmp_path, cap):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2", "final_logit_softcapping": cap}))
     cfg = FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(tmp_path))
-    with pytest.raises(ConfigError, match=r"config.json: final_logit_softcapping: expected a finite number c > 0 .*"
-                                          r"--fast_cross_entropy"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.json: final_logit_softcapping: expected a finite number c > 0 .*"
+        r"--fast_cross_entropy",
+    ):
         plugin.tuning_core_validate_config(cfg)
     # The full-logits loss is the model's own softcapped logits: nothing for the plugin to apply.
-    plugin.tuning_core_validate_config(FakeConfig(FusedOpsArguments(fast_cross_entropy=True),
-                                                  model_name_or_path=str(tmp_path)))
+    plugin.tuning_core_validate_config(
+        FakeConfig(FusedOpsArguments(fast_cross_entropy=True), model_name_or_path=str(tmp_path))
+    )
 
 
 @pytest.mark.parametrize("cap", [None, 30.0])
 def test_validate_accepts_supported_gemma_softcaps(tmp_path, cap):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3_text", "final_logit_softcapping": cap}))
     plugin.tuning_core_validate_config(
-        FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(tmp_path)))
+        FakeConfig(FusedOpsArguments(fast_kernels=["True", "True", "True"]), model_name_or_path=str(tmp_path))
+    )
 
 
 def test_gemma_unsupported_softcap_through_the_cli_exits_2_without_traceback(tmp_path):
     from tuning_core.testing.tiny import bundled_dataset_path
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2", "final_logit_softcapping": 0.0}))
-    proc = subprocess.run([sys.executable, "-m", "tuning_core", "train", "--model_name_or_path", str(tmp_path),
-                           "--training_data_path", str(bundled_dataset_path()), "--output_dir", str(tmp_path / "out"),
-                           "--fast_kernels", "True", "True", "True"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuning_core",
+            "train",
+            "--model_name_or_path",
+            str(tmp_path),
+            "--training_data_path",
+            str(bundled_dataset_path()),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--fast_kernels",
+            "True",
+            "True",
+            "True",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("tuning-core: error:")]
@@ -190,8 +227,9 @@ def test_tuning_core_plugin_details_lists_architectures_and_their_kernels():
 
     details = plugin.tuning_core_plugin_details()["architectures"]
     assert sorted(details) == sorted(ARCHITECTURES)
-    proc = subprocess.run([sys.executable, "-m", "tuning_core", "plugins", "--json"], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuning_core", "plugins", "--json"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     row = {r["name"]: r for r in json.loads(proc.stdout)}["fused_ops"]
     assert "tuning_core_plugin_details" in row["hooks"]
@@ -206,6 +244,7 @@ def test_tuning_core_plugin_details_lists_architectures_and_their_kernels():
     assert set(archs["gpt_bigcode"]["kernels"]) == {"fused_linear", "cross_entropy", "lora"}
     assert {t for t, a in archs.items() if "fast_moe" in a["kernels"]} == {"mixtral", "granitemoe", "qwen3_moe"}
     assert archs["qwen3_moe"]["kernels"]["fast_moe"].startswith("Qwen3MoeExperts ->")
-    plain = subprocess.run([sys.executable, "-m", "tuning_core", "plugins"], capture_output=True, text=True,
-                           timeout=300)
+    plain = subprocess.run(
+        [sys.executable, "-m", "tuning_core", "plugins"], capture_output=True, text=True, timeout=300
+    )
     assert "    architectures: gemma2, gemma3_text, gpt_bigcode, granite, granitemoe, llama" in plain.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from tuning_core_fused_ops.ops.fused_linear_ce import fused_linear_cross_entropy
 from tuning_core_fused_ops.ops.rms_norm import rms_norm
 from tuning_core_fused_ops.ops.swiglu import geglu, swiglu
@@ -20,7 +21,7 @@ def test_geglu_matches_gelu_tanh_times_up(use_triton):
     ref_grads = torch.autograd.grad(ref, (a, b), g)
     out = geglu(a, b, use_triton=use_triton)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-    for got, want in zip(torch.autograd.grad(out, (a, b), g), ref_grads):
+    for got, want in zip(torch.autograd.grad(out, (a, b), g), ref_grads, strict=False):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="unknown gated activation 'relu'"):
         swiglu(a, b, activation="relu")
@@ -38,7 +39,7 @@ def test_gemma_rms_norm_matches_the_module(use_triton):
     ref_grads = torch.autograd.grad(ref, (x, norm.weight), g)
     out = rms_norm(x, norm.weight, 1e-6, use_triton=use_triton, offset=1.0)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    for got, want in zip(torch.autograd.grad(out, (x, norm.weight), g), ref_grads):
+    for got, want in zip(torch.autograd.grad(out, (x, norm.weight), g), ref_grads, strict=False):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -56,5 +57,5 @@ def test_fused_linear_ce_soft_caps_inside_the_chunks(use_triton, softcap):
     ref_grads = torch.autograd.grad(ref, (h, w))
     out = fused_linear_cross_entropy(h, w, t, logit_scale=0.5, chunk_rows=5, use_triton=use_triton, softcap=softcap)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-    for got, want in zip(torch.autograd.grad(out, (h, w)), ref_grads):
+    for got, want in zip(torch.autograd.grad(out, (h, w)), ref_grads, strict=False):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

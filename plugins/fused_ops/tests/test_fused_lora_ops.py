@@ -57,7 +57,7 @@ def test_lora_linear_with_and_without_dropout():
         ref = _eager(x, x_lora_of(x), p)
         torch.testing.assert_close(y, ref, **TOL)
         ref.backward(g)
-        for a, b in zip(got, _grads(x, p[2], p[3])):
+        for a, b in zip(got, _grads(x, p[2], p[3]), strict=False):
             torch.testing.assert_close(a, b, **TOL)
         _zero(x, p[2], p[3])
 
@@ -72,10 +72,10 @@ def test_lora_shared_input_qkv():
     got = _grads(*params)
     _zero(*params)
     refs = [_eager(x, x, p) for p in ps]
-    for o, r in zip(outs, refs):
+    for o, r in zip(outs, refs, strict=False):
         torch.testing.assert_close(o, r, **TOL)
     torch.autograd.backward(refs, gs)
-    for a, b in zip(got, _grads(*params)):
+    for a, b in zip(got, _grads(*params), strict=False):
         torch.testing.assert_close(a, b, **TOL)
 
 
@@ -115,7 +115,7 @@ def test_lora_mlp(use_triton):
     ref = _eager(F.silu(_eager(x, x, gate)) * _eager(x, x, up), F.silu(_eager(x, x, gate)) * _eager(x, x, up), down)
     torch.testing.assert_close(y, ref, **TOL)
     ref.backward(g)
-    for a, b in zip(got, _grads(*params)):
+    for a, b in zip(got, _grads(*params), strict=False):
         torch.testing.assert_close(a, b, **TOL)
 
 
@@ -127,8 +127,13 @@ def test_lora_mlp_half_precision_base_gpu(dtype, compiled_launches):
 
     def proj(d_in, d_out):
         w = (torch.randn(d_out, d_in, device="cuda") / d_in**0.5).to(dtype)
-        return w, None, (torch.randn(8, d_in, device="cuda") * 0.1).requires_grad_(), \
-            (torch.randn(d_out, 8, device="cuda") * 0.1).requires_grad_(), 2.0
+        return (
+            w,
+            None,
+            (torch.randn(8, d_in, device="cuda") * 0.1).requires_grad_(),
+            (torch.randn(d_out, 8, device="cuda") * 0.1).requires_grad_(),
+            2.0,
+        )
 
     gate, up, down = proj(hidden, inter), proj(hidden, inter), proj(inter, hidden)
     x = torch.randn(4, 64, hidden, device="cuda", dtype=dtype, requires_grad=True)

@@ -20,9 +20,17 @@ EXPERTS = {"mixtral": "MixtralExperts", "granitemoe": "GraniteMoeExperts", "qwen
 def moe_models(tmp_path_factory, bpe_tokenizer_dir):
     from tuning_core.testing.tiny import build_model
 
-    return {arch: build_model(tmp_path_factory.mktemp(f"moe_{arch}"), arch=arch, tokenizer_dir=bpe_tokenizer_dir,
-                              hidden=32, heads=2, intermediate=48)
-            for arch in ARCHS}
+    return {
+        arch: build_model(
+            tmp_path_factory.mktemp(f"moe_{arch}"),
+            arch=arch,
+            tokenizer_dir=bpe_tokenizer_dir,
+            hidden=32,
+            heads=2,
+            intermediate=48,
+        )
+        for arch in ARCHS
+    }
 
 
 def _load(path):
@@ -100,8 +108,10 @@ def test_patch_refuses_a_dense_model(tiny_llama):
     import transformers
 
     model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama)
-    with pytest.raises(ConfigError, match="--fast_moe: the loaded model has model_type 'llama', which is not a "
-                                          "mixture-of-experts model"):
+    with pytest.raises(
+        ConfigError,
+        match="--fast_moe: the loaded model has model_type 'llama', which is not a mixture-of-experts model",
+    ):
         patch_moe(model, MoeSelection())
 
 
@@ -134,9 +144,14 @@ def test_lora_on_experts_through_target_parameters(moe_models, tmp_path, backend
     import transformers
 
     base = _load(moe_models["mixtral"])
-    config = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
-                             target_parameters=["experts.gate_up_proj", "experts.down_proj"],
-                             init_lora_weights=False)  # random B: the adapters change the output
+    config = peft.LoraConfig(
+        r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        target_modules=["q_proj", "v_proj"],
+        target_parameters=["experts.gate_up_proj", "experts.down_proj"],
+        init_lora_weights=False,
+    )  # random B: the adapters change the output
     model = peft.get_peft_model(base, config)
     ids, labels = _batch()
     ref = _loss_and_grads(model, ids, labels)
@@ -150,8 +165,9 @@ def test_lora_on_experts_through_target_parameters(moe_models, tmp_path, backend
     assert nodes == ["_ExpertMLPBackward"] * 2  # the LoRA-adapted experts ran through the kernel
 
     model.save_pretrained(tmp_path / "adapter")
-    fresh = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(moe_models["mixtral"]),
-                                           tmp_path / "adapter")
+    fresh = peft.PeftModel.from_pretrained(
+        transformers.AutoModelForCausalLM.from_pretrained(moe_models["mixtral"]), tmp_path / "adapter"
+    )
     with torch.no_grad():  # the base of the reloaded adapter is the saved tiny model, not _load's reinitialised one
         fresh.load_state_dict(model.state_dict())
     fresh.eval()
@@ -162,16 +178,16 @@ def test_lora_on_experts_through_target_parameters(moe_models, tmp_path, backend
 
 def test_patch_hook_combines_fast_kernels_and_fast_moe(moe_models):
     from tuning_core_fused_ops import plugin
-    from tuning_core_fused_ops.arguments import FusedOpsArguments
-    from tuning_core_fused_ops.arguments import FastMoeArguments
+    from tuning_core_fused_ops.arguments import FastMoeArguments, FusedOpsArguments
 
     class Config:
         peft_method = "none"
 
         def section(self, cls):
-            return {FusedOpsArguments: FusedOpsArguments(fast_kernels=["True", "True", "False"],
-                                                         fused_ops_backend="torch"),
-                    FastMoeArguments: FastMoeArguments(fast_moe="True")}[cls]
+            return {
+                FusedOpsArguments: FusedOpsArguments(fast_kernels=["True", "True", "False"], fused_ops_backend="torch"),
+                FastMoeArguments: FastMoeArguments(fast_moe="True"),
+            }[cls]
 
     model = _load(moe_models["mixtral"])
     report = plugin.tuning_core_patch_model(Config(), model)

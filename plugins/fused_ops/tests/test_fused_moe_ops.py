@@ -12,8 +12,9 @@ def _experts(hidden=24, intermediate=20, experts=5, act="silu"):
     import transformers
     from transformers.models.mixtral.modeling_mixtral import MixtralExperts
 
-    cfg = transformers.MixtralConfig(hidden_size=hidden, intermediate_size=intermediate, num_local_experts=experts,
-                                     hidden_act=act)
+    cfg = transformers.MixtralConfig(
+        hidden_size=hidden, intermediate_size=intermediate, num_local_experts=experts, hidden_act=act
+    )
     cfg._experts_implementation = "eager"  # the per-expert loop: the plainest reference
     module = MixtralExperts(cfg)
     with torch.no_grad():
@@ -46,9 +47,15 @@ def test_expert_mlp_matches_the_transformers_loop(use_triton, act):
     idx, w = _routing(37, 5, skip_expert=3)
     grad = torch.randn(37, 24)
     ref = _run(lambda: module(x, idx, w), module, x, idx, w, grad)
-    got = _run(lambda: expert_mlp(x, module.gate_up_proj, module.down_proj, idx, w, module.act_fn,
-                                  use_triton=use_triton), module, x, idx, w, grad)
-    for name, a, b in zip(["out", "x", "gate_up_proj", "down_proj", "router weights"], got, ref):
+    got = _run(
+        lambda: expert_mlp(x, module.gate_up_proj, module.down_proj, idx, w, module.act_fn, use_triton=use_triton),
+        module,
+        x,
+        idx,
+        w,
+        grad,
+    )
+    for name, a, b in zip(["out", "x", "gate_up_proj", "down_proj", "router weights"], got, ref, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
     assert ref[2][3].abs().max() == 0 and got[2][3].abs().max() == 0  # the unused expert gets no gradient
 
@@ -111,8 +118,8 @@ def test_compiled_kernel_matches_the_torch_path_in_bfloat16():
     torch.manual_seed(0)
     e, h, i, t = 8, 256, 512, 1000
     x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    gate_up = (torch.randn(e, 2 * i, h, device="cuda") * h ** -0.5).to(torch.bfloat16).requires_grad_()
-    down = (torch.randn(e, h, i, device="cuda") * i ** -0.5).to(torch.bfloat16).requires_grad_()
+    gate_up = (torch.randn(e, 2 * i, h, device="cuda") * h**-0.5).to(torch.bfloat16).requires_grad_()
+    down = (torch.randn(e, h, i, device="cuda") * i**-0.5).to(torch.bfloat16).requires_grad_()
     w, idx = torch.randn(t, e, device="cuda").softmax(-1).topk(2, dim=-1)
     w.requires_grad_()
     grad = torch.randn(t, h, device="cuda", dtype=torch.bfloat16)
@@ -123,7 +130,7 @@ def test_compiled_kernel_matches_the_torch_path_in_bfloat16():
         out = expert_mlp(x, gate_up, down, idx, w, torch.nn.SiLU(), use_triton=use_triton)
         out.backward(grad)
         results.append([out.float()] + [leaf.grad.float() for leaf in (x, gate_up, down, w)])
-    for name, a, b in zip(["out", "x", "gate_up_proj", "down_proj", "router weights"], *results):
+    for name, a, b in zip(["out", "x", "gate_up_proj", "down_proj", "router weights"], *results, strict=False):
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * b.abs().max().item(), msg=name)
 
 

@@ -26,11 +26,35 @@ def _train(model_dir, data, out_dir, extra):
     from tuning_core.pipeline import run_training
 
     set_seed(0)
-    result = run_training([
-        "--model_name_or_path", str(model_dir), "--training_data_path", str(data), "--output_dir", str(out_dir),
-        "--response_template", "\n### Label:", "--dataset_text_field", "output", "--peft_method", "none",
-        "--per_device_train_batch_size", "2", "--max_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-3",
-        "--save_strategy", "no", "--seed", "0", *extra])
+    result = run_training(
+        [
+            "--model_name_or_path",
+            str(model_dir),
+            "--training_data_path",
+            str(data),
+            "--output_dir",
+            str(out_dir),
+            "--response_template",
+            "\n### Label:",
+            "--dataset_text_field",
+            "output",
+            "--peft_method",
+            "none",
+            "--per_device_train_batch_size",
+            "2",
+            "--max_steps",
+            "3",
+            "--logging_steps",
+            "1",
+            "--learning_rate",
+            "1e-3",
+            "--save_strategy",
+            "no",
+            "--seed",
+            "0",
+            *extra,
+        ]
+    )
     losses = [e["loss"] for e in result.trainer.state.log_history if "loss" in e]
     return result, losses
 

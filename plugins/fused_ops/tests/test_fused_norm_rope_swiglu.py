@@ -90,9 +90,9 @@ def test_rope_honours_position_ids_of_packed_sequences():
     start = 0
     for n in lens:
         c, s = _cos_sin(torch.arange(n).unsqueeze(0), head_dim)
-        q_alone, k_alone = rope_reference(q[:, :, start:start + n], k[:, :, start:start + n], c, s)
-        torch.testing.assert_close(q_out[:, :, start:start + n], q_alone, **TOL)
-        torch.testing.assert_close(k_out[:, :, start:start + n], k_alone, **TOL)
+        q_alone, k_alone = rope_reference(q[:, :, start : start + n], k[:, :, start : start + n], c, s)
+        torch.testing.assert_close(q_out[:, :, start : start + n], q_alone, **TOL)
+        torch.testing.assert_close(k_out[:, :, start : start + n], k_alone, **TOL)
         start += n
     # ...and differently from rotating by the index in the row (what a kernel ignoring position_ids does).
     c_idx, s_idx = _cos_sin(torch.arange(sum(lens)).unsqueeze(0), head_dim)
@@ -103,7 +103,7 @@ def test_rope_falls_back_for_other_layouts():
     q, k = _qk(2, 2, 2, 3, 8)
     cos, sin = _cos_sin(torch.arange(3).repeat(2, 1), 8)
     q_t, k_t = q.transpose(1, 2), k.transpose(1, 2)  # [batch, seq, heads, dim] with unsqueeze_dim=2
-    q_out, k_out = apply_rope(q_t, k_t, cos, sin, unsqueeze_dim=2, use_triton=True)
+    q_out, _k_out = apply_rope(q_t, k_t, cos, sin, unsqueeze_dim=2, use_triton=True)
     torch.testing.assert_close(q_out, rope_reference(q_t, k_t, cos, sin, 2)[0], **TOL)
 
 
@@ -142,5 +142,5 @@ def test_rope_bf16_gpu(compiled_launches):
     cos, sin = (t.to("cuda", torch.bfloat16) for t in _cos_sin(torch.arange(16).repeat(2, 1), 64))
     got_q_k = apply_rope(q, k, cos, sin)
     assert compiled_launches["_rope_kernel"] >= 1, compiled_launches
-    for got, want in zip(got_q_k, rope_reference(q, k, cos, sin)):
+    for got, want in zip(got_q_k, rope_reference(q, k, cos, sin), strict=False):
         torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)

@@ -23,8 +23,9 @@ ALL_KERNELS = Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=Tr
 @pytest.fixture(autouse=True)
 def _restore_module_functions():
     yield
-    from tuning_core_fused_ops.patches.install import _FUNCTION_ORIGINALS
     import importlib
+
+    from tuning_core_fused_ops.patches.install import _FUNCTION_ORIGINALS
 
     for (module_name, name), original in list(_FUNCTION_ORIGINALS.items()):
         setattr(importlib.import_module(module_name), name, original)
@@ -161,8 +162,11 @@ def test_rope_kernel_runs_and_honours_packed_position_ids(tiny_llama, monkeypatc
     patch_model(model, Selection(rope=True))
     a, b = torch.randint(3, 500, (1, 5)), torch.randint(3, 500, (1, 7))
     with torch.no_grad():
-        packed = model(input_ids=torch.cat([a, b], 1), use_cache=False,
-                       position_ids=torch.cat([torch.arange(5), torch.arange(7)])[None]).logits
+        packed = model(
+            input_ids=torch.cat([a, b], 1),
+            use_cache=False,
+            position_ids=torch.cat([torch.arange(5), torch.arange(7)])[None],
+        ).logits
         alone = [model(input_ids=x, use_cache=False).logits for x in (a, b)]
     assert calls, "the RoPE kernel was not called"
     torch.testing.assert_close(packed[:, :5], alone[0], rtol=1e-5, atol=1e-5)
@@ -173,8 +177,7 @@ def test_torch_backend_and_its_report(tiny_llama):
     model = _load(tiny_llama)
     ids, labels = _batch()
     ref = _loss_and_grads(model, ids, labels)
-    report = patch_model(model, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True,
-                                          backend="torch"))
+    report = patch_model(model, Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True, backend="torch"))
     _assert_same(ref, _loss_and_grads(model, ids, labels))
     assert report.notes[0].startswith("backend: torch implementations")
     assert not any("rope" in k for k in report.replaced)
@@ -219,9 +222,12 @@ def test_unsupported_architecture_is_a_clear_error():
 
     cfg = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=32)
     model = transformers.GPT2LMHeadModel(cfg)
-    with pytest.raises(ConfigError, match=r"model type 'gpt2'.*supported model types: gemma2, gemma3_text, "
-                                          r"gpt_bigcode, granite, granitemoe, llama, mistral, mixtral, phi3, qwen2, "
-                                          r"qwen3, qwen3_moe"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model type 'gpt2'.*supported model types: gemma2, gemma3_text, "
+        r"gpt_bigcode, granite, granitemoe, llama, mistral, mixtral, phi3, qwen2, "
+        r"qwen3, qwen3_moe",
+    ):
         patch_model(model, ALL_KERNELS)
 
 
@@ -233,17 +239,31 @@ ALL_PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "dow
 def _peft(model, targets, dropout):
     import peft
 
-    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM",
-                          init_lora_weights=False)  # random B, so the adapters change the output
+    cfg = peft.LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM", init_lora_weights=False
+    )  # random B, so the adapters change the output
     return peft.get_peft_model(model, cfg)
 
 
-@pytest.mark.parametrize("targets,dropout,expect", [
-    (ALL_PROJ, 0.0, {"LlamaAttention LoRA q/k/v -> fused_lora_qkv": 2,
-                     "LlamaMLP.forward -> fused LoRA MLP (SwiGLU inside); SwiGLU kernel when not fused": 2}),
-    (["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"], 0.1, {"LlamaAttention LoRA q/k/v -> fused_lora_qkv": 2}),
-    (["o_proj"], 0.0, {"other LoRA linear layers -> fused_lora_linear": 2}),
-])
+@pytest.mark.parametrize(
+    "targets,dropout,expect",
+    [
+        (
+            ALL_PROJ,
+            0.0,
+            {
+                "LlamaAttention LoRA q/k/v -> fused_lora_qkv": 2,
+                "LlamaMLP.forward -> fused LoRA MLP (SwiGLU inside); SwiGLU kernel when not fused": 2,
+            },
+        ),
+        (
+            ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"],
+            0.1,
+            {"LlamaAttention LoRA q/k/v -> fused_lora_qkv": 2},
+        ),
+        (["o_proj"], 0.0, {"other LoRA linear layers -> fused_lora_linear": 2}),
+    ],
+)
 def test_fused_lora_matches_peft(tiny_llama, targets, dropout, expect):
     model = _peft(_load(tiny_llama), targets, dropout)
     model.train()
@@ -281,8 +301,8 @@ def test_fused_lora_over_gptq_quant_linear():
 
     in_f, out_f = 32, 24
     layer = qlinear.QuantLinear(in_f, out_f, group_size=16, bias=True)
-    layer.qweight.copy_(torch.randint(-2**31, 2**31 - 1, layer.qweight.shape, dtype=torch.int64).to(torch.int32))
-    layer.qzeros.copy_(torch.randint(-2**31, 2**31 - 1, layer.qzeros.shape, dtype=torch.int64).to(torch.int32))
+    layer.qweight.copy_(torch.randint(-(2**31), 2**31 - 1, layer.qweight.shape, dtype=torch.int64).to(torch.int32))
+    layer.qzeros.copy_(torch.randint(-(2**31), 2**31 - 1, layer.qzeros.shape, dtype=torch.int64).to(torch.int32))
     layer.scales.copy_(torch.rand(layer.scales.shape) * 0.01)
     layer.bias.data.normal_()
 
@@ -294,14 +314,16 @@ def test_fused_lora_over_gptq_quant_linear():
         def forward(self, x):
             return self.proj(x)
 
-    net = peft.get_peft_model(Net(), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["proj"],
-                                                     init_lora_weights=False))
+    net = peft.get_peft_model(
+        Net(), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["proj"], init_lora_weights=False)
+    )
     x = torch.randn(3, 5, in_f, requires_grad=True)
     y_ref = net(x)
     y_ref.square().sum().backward()
     ref = [t.grad.clone() for t in (x, *[p for p in net.parameters() if p.requires_grad])]
-    ctx = PatchContext(selection=Selection(lora=True, lora_base="auto_gptq"), arch=ARCHITECTURES["llama"],
-                       use_triton=None)
+    ctx = PatchContext(
+        selection=Selection(lora=True, lora_base="auto_gptq"), arch=ARCHITECTURES["llama"], use_triton=None
+    )
     assert install_lora_linear(net, ctx) == 1
     x.grad = None
     net.zero_grad(set_to_none=True)
@@ -309,7 +331,7 @@ def test_fused_lora_over_gptq_quant_linear():
     y.square().sum().backward()
     got = [t.grad for t in (x, *[p for p in net.parameters() if p.requires_grad])]
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -348,14 +370,16 @@ def test_fused_lora_over_any_quantized_linear_protocol():
             return self.proj(x)
 
     assert isinstance(Int8Linear(8, 8), QuantizedLinear)
-    net = peft.get_peft_model(Net(), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["proj"],
-                                                     init_lora_weights=False))
+    net = peft.get_peft_model(
+        Net(), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["proj"], init_lora_weights=False)
+    )
     x = torch.randn(3, 5, 16, requires_grad=True)
     y_ref = net(x)
     y_ref.square().sum().backward()
     ref = [t.grad.clone() for t in (x, *[p for p in net.parameters() if p.requires_grad])]
-    ctx = PatchContext(selection=Selection(lora=True, lora_base="auto_gptq"), arch=ARCHITECTURES["llama"],
-                       use_triton=None)
+    ctx = PatchContext(
+        selection=Selection(lora=True, lora_base="auto_gptq"), arch=ARCHITECTURES["llama"], use_triton=None
+    )
     assert install_lora_linear(net, ctx) == 1
     x.grad = None
     net.zero_grad(set_to_none=True)
@@ -366,7 +390,7 @@ def test_fused_lora_over_any_quantized_linear_protocol():
     assert base.dequantized - before == 2  # its forward, then dequantize(dtype) for the input gradient
     got = [t.grad for t in (x, *[p for p in net.parameters() if p.requires_grad])]
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -376,8 +400,10 @@ def test_fused_lora_with_a_quantized_kind_over_a_float_base_is_refused(tiny_llam
 
     from tuning_core.plugin_api import ConfigError
 
-    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
-                                peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
-    with pytest.raises(ConfigError, match="--fused_lora auto_gptq True fuses LoRA over a quantized base, but no "
-                                          "LoRA layer"):
+    model = peft.get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )
+    with pytest.raises(
+        ConfigError, match="--fused_lora auto_gptq True fuses LoRA over a quantized base, but no LoRA layer"
+    ):
         patch_model(model, Selection(lora=True, lora_base="auto_gptq"))

@@ -40,15 +40,32 @@ def _train_losses(model_dir, tmp_path, patch: Selection | None):
 
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir)
-    model = peft.get_peft_model(model, peft.LoraConfig(
-        r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    model = peft.get_peft_model(
+        model,
+        peft.LoraConfig(
+            r=4,
+            lora_alpha=8,
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
     if patch is not None:
         patch_model(model, patch)
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, learning_rate=5e-3,
-        logging_steps=1, save_strategy="no", report_to=[], seed=0, data_seed=0, use_cpu=True,
-        dataloader_num_workers=0, disable_tqdm=True)
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        data_seed=0,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=_dataset(), data_collator=_collate)
     trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
@@ -59,8 +76,9 @@ def _train_losses(model_dir, tmp_path, patch: Selection | None):
 @pytest.mark.slow
 def test_trainer_losses_match(tiny_llama, tmp_path):
     ref = _train_losses(tiny_llama, tmp_path / "ref", None)
-    got = _train_losses(tiny_llama, tmp_path / "fused", Selection(
-        loss="fused_linear", rms_norm=True, rope=True, swiglu=True, lora=True))
+    got = _train_losses(
+        tiny_llama, tmp_path / "fused", Selection(loss="fused_linear", rms_norm=True, rope=True, swiglu=True, lora=True)
+    )
     assert len(ref) == 3
     assert ref[0] != ref[-1]  # the steps did train
     assert got == pytest.approx(ref, rel=1e-4)

@@ -16,10 +16,16 @@ def resolve_backend(requested: str) -> tuple[bool | None, str]:
     if torch.cuda.is_available():
         return None, "backend: Triton kernels on CUDA"
     if INTERPRETED:
-        return None, ("backend: Triton kernels through the CPU interpreter (TRITON_INTERPRET=1): correct but slow, "
-                      "meant for testing")
+        return None, (
+            "backend: Triton kernels through the CPU interpreter (TRITON_INTERPRET=1): correct but slow, "
+            "meant for testing"
+        )
     if requested == "triton":
-        raise ConfigError("--fused_ops_backend triton: Triton cannot run here (no CUDA, and TRITON_INTERPRET=1 was "
-                          "not set before start-up); use --fused_ops_backend auto or torch")
-    return False, ("backend: torch implementations (no CUDA and TRITON_INTERPRET is not set): chunked torch fused "
-                   "linear cross-entropy, torch RMSNorm/SwiGLU/LoRA autograd functions")
+        raise ConfigError(
+            "--fused_ops_backend triton: Triton cannot run here (no CUDA, and TRITON_INTERPRET=1 was "
+            "not set before start-up); use --fused_ops_backend auto or torch"
+        )
+    return False, (
+        "backend: torch implementations (no CUDA and TRITON_INTERPRET is not set): chunked torch fused "
+        "linear cross-entropy, torch RMSNorm/SwiGLU/LoRA autograd functions"
+    )

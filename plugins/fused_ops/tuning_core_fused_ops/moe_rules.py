@@ -25,13 +25,28 @@ MOE_ARCHITECTURES: dict[str, MoeArchitecture] = {
     "mixtral": MoeArchitecture("mixtral", "MixtralExperts", "num_local_experts", _ATTENTION),
     "granitemoe": MoeArchitecture("granitemoe", "GraniteMoeExperts", "num_local_experts", _ATTENTION),
     # Qwen3-MoE layers listed in mlp_only_layers keep a dense gate/up/down MLP.
-    "qwen3_moe": MoeArchitecture("qwen3_moe", "Qwen3MoeExperts", "num_experts",
-                                 _ATTENTION + ("gate_proj", "up_proj", "down_proj (dense layers only)")),
+    "qwen3_moe": MoeArchitecture(
+        "qwen3_moe",
+        "Qwen3MoeExperts",
+        "num_experts",
+        _ATTENTION + ("gate_proj", "up_proj", "down_proj (dense layers only)"),
+    ),
 }
 
 # Names a user may give to mean the experts or the router; none is an nn.Linear in transformers 5.
-EXPERT_MODULE_NAMES = ("experts", "gate_up_proj", "w1", "w2", "w3", "input_linear", "output_linear", "gate",
-                       "router", "block_sparse_moe", "mlp")
+EXPERT_MODULE_NAMES = (
+    "experts",
+    "gate_up_proj",
+    "w1",
+    "w2",
+    "w3",
+    "input_linear",
+    "output_linear",
+    "gate",
+    "router",
+    "block_sparse_moe",
+    "mlp",
+)
 
 
 def supported_moe_types() -> list[str]:

@@ -48,8 +48,9 @@ def moe_selection_from_config(config) -> MoeSelection | None:
             try:
                 degree = int(text)
             except ValueError:
-                raise ConfigError(f"--fast_moe: expected True, False or an expert-parallel degree (an integer >= 1), "
-                                  f"got {value!r}") from None
+                raise ConfigError(
+                    f"--fast_moe: expected True, False or an expert-parallel degree (an integer >= 1), got {value!r}"
+                ) from None
             if degree < 1:
                 raise ConfigError(f"--fast_moe: the expert-parallel degree must be >= 1, got {degree}")
     from .selection import _arguments  # the shared --fused_ops_backend
@@ -76,9 +77,11 @@ def world_size() -> int:
 
 def check_model_type(model_type, where: str) -> None:
     if model_type not in MOE_ARCHITECTURES:
-        raise ConfigError(f"--fast_moe: {where} has model_type {model_type!r}, which is not a mixture-of-experts "
-                          f"model --fast_moe supports (supported: {', '.join(supported_moe_types())}); drop "
-                          "--fast_moe for a dense model")
+        raise ConfigError(
+            f"--fast_moe: {where} has model_type {model_type!r}, which is not a mixture-of-experts "
+            f"model --fast_moe supports (supported: {', '.join(supported_moe_types())}); drop "
+            "--fast_moe for a dense model"
+        )
 
 
 def check_degree(degree: int, num_experts: int | None, world: int, where: str) -> None:
@@ -86,13 +89,18 @@ def check_degree(degree: int, num_experts: int | None, world: int, where: str) -
     if degree == 1:
         return
     if num_experts is not None and num_experts % degree:
-        raise ConfigError(f"--fast_moe {degree}: the expert-parallel degree must divide the number of experts "
-                          f"({num_experts} in {where})")
+        raise ConfigError(
+            f"--fast_moe {degree}: the expert-parallel degree must divide the number of experts "
+            f"({num_experts} in {where})"
+        )
     if world % degree:
-        raise ConfigError(f"--fast_moe {degree}: the expert-parallel degree must divide the world size "
-                          f"(WORLD_SIZE={world})")
-    raise ConfigError(f"--fast_moe {degree}: expert parallelism (degree > 1) is not implemented in tuning-core yet; "
-                      "use --fast_moe True (every rank holds all experts, ranks stay data parallel)")
+        raise ConfigError(
+            f"--fast_moe {degree}: the expert-parallel degree must divide the world size (WORLD_SIZE={world})"
+        )
+    raise ConfigError(
+        f"--fast_moe {degree}: expert parallelism (degree > 1) is not implemented in tuning-core yet; "
+        "use --fast_moe True (every rank holds all experts, ranks stay data parallel)"
+    )
 
 
 def check_lora_targets(config, arch) -> None:
@@ -100,15 +108,20 @@ def check_lora_targets(config, arch) -> None:
     if getattr(config, "peft_method", None) != "lora":
         return
     targets = getattr(config, "target_modules", None) or []
-    named = [t for t in targets if t.rsplit(".", 1)[-1] in EXPERT_MODULE_NAMES
-             or (t.rsplit(".", 1)[-1] == "down_proj" and arch.model_type != "qwen3_moe")]
+    named = [
+        t
+        for t in targets
+        if t.rsplit(".", 1)[-1] in EXPERT_MODULE_NAMES
+        or (t.rsplit(".", 1)[-1] == "down_proj" and arch.model_type != "qwen3_moe")
+    ]
     if named:
         raise ConfigError(
             f"--target_modules {' '.join(named)}: in {arch.model_type} the experts are 3-D parameters "
             f"({', '.join(arch.expert_parameters)}) and the router is no linear layer, so LoRA target_modules "
             "cannot adapt them; "
             f"targetable modules: {', '.join(arch.lora_targets)} (LoRA on the experts themselves goes through "
-            f"peft's target_parameters: {' '.join(arch.expert_parameters)})")
+            f"peft's target_parameters: {' '.join(arch.expert_parameters)})"
+        )
 
 
 def validate(config) -> MoeSelection | None:

@@ -24,8 +24,14 @@ _INSTANCE_FACTORIES = {
     "mlp": mlp.mlp_forward,
 }
 
-_FEATURE_NAMES = {"fused_linear": "fused linear cross-entropy", "cross_entropy": "Triton cross-entropy",
-                  "rms_norm": "fast RMSNorm", "rope": "fast RoPE", "swiglu": "fast SwiGLU/GeGLU", "lora": "fused LoRA"}
+_FEATURE_NAMES = {
+    "fused_linear": "fused linear cross-entropy",
+    "cross_entropy": "Triton cross-entropy",
+    "rms_norm": "fast RMSNorm",
+    "rope": "fast RoPE",
+    "swiglu": "fast SwiGLU/GeGLU",
+    "lora": "fused LoRA",
+}
 
 
 def unwrap(model):
@@ -47,9 +53,13 @@ def _instances(model, class_name: str):
 
 
 def _target_name(rule: Rule, arch: Architecture) -> str:
-    return {"forward": f"{rule.target}.forward", "loss_function": f"{rule.target}.loss_function",
-            "function": f"{arch.modeling_module.rsplit('.', 1)[-1]}.{rule.target}",
-            "qkv": f"{rule.target} LoRA q/k/v", "lora_linear": "other LoRA linear layers"}[rule.kind]
+    return {
+        "forward": f"{rule.target}.forward",
+        "loss_function": f"{rule.target}.loss_function",
+        "function": f"{arch.modeling_module.rsplit('.', 1)[-1]}.{rule.target}",
+        "qkv": f"{rule.target} LoRA q/k/v",
+        "lora_linear": "other LoRA linear layers",
+    }[rule.kind]
 
 
 def _apply(rule: Rule, model, ctx: PatchContext, arch: Architecture) -> dict[str, int]:
@@ -95,9 +105,11 @@ def check_quantized_lora_base(model, kind: str) -> None:
     """``--fused_lora KIND True`` promises LoRA over a quantized base: the loaded model must have one."""
     bases = [m.base_layer for m in model.modules() if lora_layers.is_lora_linear(m)]
     if not any(lora_layers.is_quantized_base(b) for b in bases):
-        raise ConfigError(f"--fused_lora {kind} True fuses LoRA over a quantized base, but no LoRA layer of the "
-                          "loaded model sits on a quantized linear layer; load a quantized model (e.g. --auto_gptq "
-                          "or --bnb_qlora from the peft-gptq plugin), or use --fast_lora for a float base")
+        raise ConfigError(
+            f"--fused_lora {kind} True fuses LoRA over a quantized base, but no LoRA layer of the "
+            "loaded model sits on a quantized linear layer; load a quantized model (e.g. --auto_gptq "
+            "or --bnb_qlora from the peft-gptq plugin), or use --fast_lora for a float base"
+        )
 
 
 def patch_model(model, selection: Selection) -> PatchReport:
@@ -124,18 +136,22 @@ def patch_model(model, selection: Selection) -> PatchReport:
         if feature in arch.not_applicable:
             report.notes.append(f"{name}: not applicable ({arch.not_applicable[feature]})")
         elif feature in ("rope", "cross_entropy") and use_triton is False:
-            report.notes.append(f"{name}: nothing replaced on the torch backend (the model's own code is the "
-                                "torch reference)")
+            report.notes.append(
+                f"{name}: nothing replaced on the torch backend (the model's own code is the torch reference)"
+            )
         elif feature == "fused_linear":
-            report.notes.append(f"{name}: not applied (the lm_head is not a plain bias-free linear layer, e.g. "
-                                "it carries LoRA or modules_to_save)")
+            report.notes.append(
+                f"{name}: not applied (the lm_head is not a plain bias-free linear layer, e.g. "
+                "it carries LoRA or modules_to_save)"
+            )
         elif feature == "lora":
-            report.notes.append(f"{name}: no LoRA layer could be fused (none found, or their base layers are "
-                                "neither float linear layers nor supported quantized layers)")
+            report.notes.append(
+                f"{name}: no LoRA layer could be fused (none found, or their base layers are "
+                "neither float linear layers nor supported quantized layers)"
+            )
         else:
             report.notes.append(f"{name}: nothing matched in this {arch.model_type} model")
     if "fused_linear" in applied:
         report.replaces_loss = True  # the core must call the plain forward (it skips its own LM-head trimming)
-        report.notes.append("fused linear cross-entropy: training forwards with labels return the loss and no "
-                            "logits")
+        report.notes.append("fused linear cross-entropy: training forwards with labels return the loss and no logits")
     return report

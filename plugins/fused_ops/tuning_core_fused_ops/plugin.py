@@ -46,8 +46,10 @@ def tuning_core_validate_config(config):
         value = model_config.get(arch.softcap_attr)
         problem = softcap_problem(value)
         if problem:
-            raise ConfigError(f"{path}: {arch.softcap_attr}: {problem}, got {value!r}; the fused loss of "
-                              "--fast_kernels/--fused_linear_loss cannot apply it (use --fast_cross_entropy instead)")
+            raise ConfigError(
+                f"{path}: {arch.softcap_attr}: {problem}, got {value!r}; the fused loss of "
+                "--fast_kernels/--fused_linear_loss cannot apply it (use --fast_cross_entropy instead)"
+            )
 
 
 @hookimpl

@@ -50,8 +50,16 @@ def _loss_rules(causal_lm: str) -> tuple[Rule, ...]:
 _GENERIC_LORA = Rule(("lora",), "lora_linear", "LoraLayer", "fused_lora_linear")
 
 
-def _llama_like(model_type: str, prefix: str, *, moe: bool = False, dense_mlp: bool = False,
-                module: str | None = None, norm: str = "rms_norm", **options) -> Architecture:
+def _llama_like(
+    model_type: str,
+    prefix: str,
+    *,
+    moe: bool = False,
+    dense_mlp: bool = False,
+    module: str | None = None,
+    norm: str = "rms_norm",
+    **options,
+) -> Architecture:
     """``moe``: the experts are not patched here (``dense_mlp``: but the model also has plain MLP layers).
     ``norm``: "gemma_rms_norm" for Gemma's (1 + weight) RMSNorm. ``module``: the modeling module's folder."""
     rules = _loss_rules(f"{prefix}ForCausalLM") + (
@@ -65,9 +73,15 @@ def _llama_like(model_type: str, prefix: str, *, moe: bool = False, dense_mlp: b
     else:
         rules += (Rule(("swiglu", "lora"), "forward", f"{prefix}MLP", "mlp"),)
     module = module or model_type
-    return Architecture(model_type=model_type, modeling_module=f"transformers.models.{module}.modeling_{module}",
-                        causal_lm=f"{prefix}ForCausalLM", decoder_attr="model", rules=rules + (_GENERIC_LORA,),
-                        not_applicable=not_applicable, **options)
+    return Architecture(
+        model_type=model_type,
+        modeling_module=f"transformers.models.{module}.modeling_{module}",
+        causal_lm=f"{prefix}ForCausalLM",
+        decoder_attr="model",
+        rules=rules + (_GENERIC_LORA,),
+        not_applicable=not_applicable,
+        **options,
+    )
 
 
 def softcap_problem(value) -> str | None:
@@ -92,22 +106,35 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen3": _llama_like("qwen3", "Qwen3"),
     # Gemma: (1 + weight) RMSNorm (also its q/k norms in Gemma 3), GeGLU MLP, final-logit soft-capping inside the
     # fused loss. Gemma 2's attention soft-capping lives in the attention, which no rule replaces.
-    "gemma2": _llama_like("gemma2", "Gemma2", norm="gemma_rms_norm", softcap_attr="final_logit_softcapping",
-                          mlp_kernel="GeGLU"),
-    "gemma3_text": _llama_like("gemma3_text", "Gemma3", module="gemma3", norm="gemma_rms_norm",
-                               softcap_attr="final_logit_softcapping", mlp_kernel="GeGLU"),
+    "gemma2": _llama_like(
+        "gemma2", "Gemma2", norm="gemma_rms_norm", softcap_attr="final_logit_softcapping", mlp_kernel="GeGLU"
+    ),
+    "gemma3_text": _llama_like(
+        "gemma3_text",
+        "Gemma3",
+        module="gemma3",
+        norm="gemma_rms_norm",
+        softcap_attr="final_logit_softcapping",
+        mlp_kernel="GeGLU",
+    ),
     # Phi-3: fused qkv_proj (one LoRA projection, the generic LoRA rule) and gate_up_proj (the MLP rule).
     "phi3": _llama_like("phi3", "Phi3", partial_rotary=True),
     # MoE: the dense parts here; the expert MLP is --fast_moe's.
-    "granitemoe": _llama_like("granitemoe", "GraniteMoe", moe=True, logits_divisor_attr="logits_scaling",
-                              router_aux_loss=True),
+    "granitemoe": _llama_like(
+        "granitemoe", "GraniteMoe", moe=True, logits_divisor_attr="logits_scaling", router_aux_loss=True
+    ),
     "qwen3_moe": _llama_like("qwen3_moe", "Qwen3Moe", moe=True, dense_mlp=True, router_aux_loss=True),
     "gpt_bigcode": Architecture(
-        model_type="gpt_bigcode", modeling_module="transformers.models.gpt_bigcode.modeling_gpt_bigcode",
-        causal_lm="GPTBigCodeForCausalLM", decoder_attr="transformer",
+        model_type="gpt_bigcode",
+        modeling_module="transformers.models.gpt_bigcode.modeling_gpt_bigcode",
+        causal_lm="GPTBigCodeForCausalLM",
+        decoder_attr="transformer",
         rules=_loss_rules("GPTBigCodeForCausalLM") + (_GENERIC_LORA,),
-        not_applicable={"rms_norm": "GPTBigCode uses LayerNorm", "rope": "GPTBigCode has learned absolute positions",
-                        "swiglu": "GPTBigCode's MLP uses GELU"},
+        not_applicable={
+            "rms_norm": "GPTBigCode uses LayerNorm",
+            "rope": "GPTBigCode has learned absolute positions",
+            "swiglu": "GPTBigCode's MLP uses GELU",
+        },
     ),
 }
 
@@ -146,8 +173,10 @@ def kernels_of(arch: Architecture) -> dict[str, str]:
 
 def architectures_details() -> dict[str, dict]:
     """model_type -> {"causal_lm", "kernels": {feature: kernel}, "not_applicable": {feature: why}}."""
-    return {t: {"causal_lm": a.causal_lm, "kernels": kernels_of(a), "not_applicable": dict(a.not_applicable)}
-            for t, a in sorted(ARCHITECTURES.items())}
+    return {
+        t: {"causal_lm": a.causal_lm, "kernels": kernels_of(a), "not_applicable": dict(a.not_applicable)}
+        for t, a in sorted(ARCHITECTURES.items())
+    }
 
 
 def supported_model_types() -> list[str]:
@@ -155,5 +184,7 @@ def supported_model_types() -> list[str]:
 
 
 def unsupported_message(model_type: str | None, flags: str) -> str:
-    return (f"fused_ops has no patch rules for model type {model_type!r} ({flags}); supported model types: "
-            f"{', '.join(supported_model_types())}")
+    return (
+        f"fused_ops has no patch rules for model type {model_type!r} ({flags}); supported model types: "
+        f"{', '.join(supported_model_types())}"
+    )

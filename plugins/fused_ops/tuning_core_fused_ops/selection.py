@@ -57,8 +57,9 @@ def _arguments(config) -> FusedOpsArguments:
         except (KeyError, LookupError, TypeError):
             pass
     defaults = FusedOpsArguments()
-    return FusedOpsArguments(**{name: getattr(config, name, getattr(defaults, name))
-                                for name in FusedOpsArguments.__dataclass_fields__})
+    return FusedOpsArguments(
+        **{name: getattr(config, name, getattr(defaults, name)) for name in FusedOpsArguments.__dataclass_fields__}
+    )
 
 
 def selection_from_config(config) -> Selection:
@@ -67,15 +68,19 @@ def selection_from_config(config) -> Selection:
     fast_loss = fast_norm = fast_rope = False
     if args.fast_kernels:
         if len(args.fast_kernels) != 3:
-            raise ConfigError("--fast_kernels takes three booleans (fast loss, fast RMSNorm, fast RoPE), "
-                              f"e.g. --fast_kernels True True True; got {list(args.fast_kernels)}")
+            raise ConfigError(
+                "--fast_kernels takes three booleans (fast loss, fast RMSNorm, fast RoPE), "
+                f"e.g. --fast_kernels True True True; got {list(args.fast_kernels)}"
+            )
         fast_loss, fast_norm, fast_rope = (_bool(v, "--fast_kernels") for v in args.fast_kernels)
 
     lora, lora_base = bool(args.fast_lora), None
     if args.fused_lora:
         if len(args.fused_lora) != 2:
-            raise ConfigError("--fused_lora takes a base kind and a boolean, e.g. --fused_lora auto_gptq True; "
-                              f"got {list(args.fused_lora)}")
+            raise ConfigError(
+                "--fused_lora takes a base kind and a boolean, e.g. --fused_lora auto_gptq True; "
+                f"got {list(args.fused_lora)}"
+            )
         kind, on = args.fused_lora[0], _bool(args.fused_lora[1], "--fused_lora")
         if kind not in LORA_BASE_KINDS:
             raise ConfigError(f"--fused_lora: unknown base kind {kind!r}; expected one of {sorted(LORA_BASE_KINDS)}")
@@ -94,8 +99,9 @@ def selection_from_config(config) -> Selection:
         peft_method = getattr(config, "peft_method", None)
         if peft_method != "lora":
             flag = "--fused_lora" if lora_base else "--fast_lora"
-            raise ConfigError(f"{flag} fuses LoRA adapters and needs --peft_method lora "
-                              f"(got --peft_method {peft_method})")
+            raise ConfigError(
+                f"{flag} fuses LoRA adapters and needs --peft_method lora (got --peft_method {peft_method})"
+            )
         flag = "--fused_lora" if lora_base else "--fast_lora"
         has = getattr(config, "has", None)
         for option in ("use_dora", "lora_bias"):
@@ -107,9 +113,16 @@ def selection_from_config(config) -> Selection:
     if args.fused_loss_chunk_size < 0:
         raise ConfigError(f"--fused_loss_chunk_size must be >= 0, got {args.fused_loss_chunk_size}")
 
-    return Selection(loss=loss, rms_norm=bool(args.fast_rms_norm or fast_norm), rope=bool(args.fast_rope or fast_rope),
-                     swiglu=bool(args.fast_swiglu), lora=lora, lora_base=lora_base, backend=args.fused_ops_backend,
-                     chunk_rows=args.fused_loss_chunk_size or None)
+    return Selection(
+        loss=loss,
+        rms_norm=bool(args.fast_rms_norm or fast_norm),
+        rope=bool(args.fast_rope or fast_rope),
+        swiglu=bool(args.fast_swiglu),
+        lora=lora,
+        lora_base=lora_base,
+        backend=args.fused_ops_backend,
+        chunk_rows=args.fused_loss_chunk_size or None,
+    )
 
 
 def config_on_disk(model_name_or_path) -> tuple[Path | None, dict]:

@@ -19,7 +19,7 @@ def random_batches(lengths: np.ndarray, num_ranks: int, batch_size: int, seed: i
     perm = np.random.default_rng(seed).permutation(len(lengths))
     per_rank = [perm[r::num_ranks] for r in range(num_ranks)]
     steps = min(len(p) for p in per_rank) // batch_size
-    return [[p[s * batch_size:(s + 1) * batch_size] for p in per_rank] for s in range(steps)]
+    return [[p[s * batch_size : (s + 1) * batch_size] for p in per_rank] for s in range(steps)]
 
 
 def _ffd_fits(sizes: np.ndarray, num_bins: int, capacity: int) -> bool:
@@ -57,11 +57,11 @@ def ffd_batches(lengths: np.ndarray, num_ranks: int, capacity: int, seed: int = 
         lo = 1
         while hi - lo > 1:  # largest fitting prefix, by bisection like the peer
             mid = (lo + hi) // 2
-            if _ffd_fits(lengths[kept[start:start + mid]], num_ranks, capacity):
+            if _ffd_fits(lengths[kept[start : start + mid]], num_ranks, capacity):
                 lo = mid
             else:
                 hi = mid
-        bins = _ffd_assign(kept[start:start + lo], lengths, num_ranks, capacity)
+        bins = _ffd_assign(kept[start : start + lo], lengths, num_ranks, capacity)
         if any(len(b) == 0 for b in bins):  # the peer stops at the first step it cannot fill
             dropped.extend(kept[start:].tolist())
             break

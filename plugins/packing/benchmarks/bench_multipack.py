@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import balance, ffd_batches, long_tailed_lengths, plan_steps, random_batches  # noqa: E402
+from baselines import balance, ffd_batches, long_tailed_lengths, plan_steps, random_batches
 
-from tuning_core_packing.planner import count_steps, plan_epoch  # noqa: E402
+from tuning_core_packing.planner import count_steps, plan_epoch
 
 
 def emit(**row):
@@ -38,8 +38,14 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     lengths = long_tailed_lengths(args.examples, seed=args.seed)
-    emit(bench="multipack_data", examples=len(lengths), median=float(np.median(lengths)),
-         mean=round(float(lengths.mean()), 1), max=int(lengths.max()), tokens=int(lengths.sum()))
+    emit(
+        bench="multipack_data",
+        examples=len(lengths),
+        median=float(np.median(lengths)),
+        mean=round(float(lengths.mean()), 1),
+        max=int(lengths.max()),
+        tokens=int(lengths.sum()),
+    )
     budget = args.batch_size * float(lengths.mean())
     for ranks in args.ranks:
         t0 = time.perf_counter()
@@ -47,23 +53,43 @@ def main(argv=None) -> None:
         plan = plan_epoch(lengths, ranks, steps, args.seed, 0, budget)
         seconds = time.perf_counter() - t0
         ours = balance(plan_steps(plan), lengths)
-        emit(bench="multipack_balance", sampler="multipack", ranks=ranks, dropped_tokens_fraction=0.0,
-             plan_seconds=round(seconds, 3), **_rounded(ours))
+        emit(
+            bench="multipack_balance",
+            sampler="multipack",
+            ranks=ranks,
+            dropped_tokens_fraction=0.0,
+            plan_seconds=round(seconds, 3),
+            **_rounded(ours),
+        )
         rnd = balance(random_batches(lengths, ranks, args.batch_size, args.seed), lengths)
         used = sum(len(b) for step in random_batches(lengths, ranks, args.batch_size, args.seed) for b in step)
-        emit(bench="multipack_balance", sampler="random", ranks=ranks,
-             dropped_examples=len(lengths) - used, **_rounded(rnd))
+        emit(
+            bench="multipack_balance",
+            sampler="random",
+            ranks=ranks,
+            dropped_examples=len(lengths) - used,
+            **_rounded(rnd),
+        )
         t0 = time.perf_counter()
-        ffd_steps, dropped = ffd_batches(lengths, ranks, int(round(budget)), args.seed)
+        ffd_steps, dropped = ffd_batches(lengths, ranks, round(budget), args.seed)
         ffd_seconds = time.perf_counter() - t0
         ffd = balance(ffd_steps, lengths)
-        emit(bench="multipack_balance", sampler="first_fit_decreasing", ranks=ranks,
-             dropped_examples=len(dropped), dropped_tokens_fraction=round(float(lengths[dropped].sum() / lengths.sum()), 4),
-             plan_seconds=round(ffd_seconds, 3), **_rounded(ffd))
-        emit(bench="multipack_vs_baselines", ranks=ranks,
-             tokens_ratio_vs_random=round(ours["tokens_max_over_mean"] / rnd["tokens_max_over_mean"], 4),
-             tokens_ratio_vs_ffd=round(ours["tokens_max_over_mean"] / ffd["tokens_max_over_mean"], 4),
-             attention_ratio_vs_ffd=round(ours["attention_max_over_mean"] / ffd["attention_max_over_mean"], 4))
+        emit(
+            bench="multipack_balance",
+            sampler="first_fit_decreasing",
+            ranks=ranks,
+            dropped_examples=len(dropped),
+            dropped_tokens_fraction=round(float(lengths[dropped].sum() / lengths.sum()), 4),
+            plan_seconds=round(ffd_seconds, 3),
+            **_rounded(ffd),
+        )
+        emit(
+            bench="multipack_vs_baselines",
+            ranks=ranks,
+            tokens_ratio_vs_random=round(ours["tokens_max_over_mean"] / rnd["tokens_max_over_mean"], 4),
+            tokens_ratio_vs_ffd=round(ours["tokens_max_over_mean"] / ffd["tokens_max_over_mean"], 4),
+            attention_ratio_vs_ffd=round(ours["attention_max_over_mean"] / ffd["attention_max_over_mean"], 4),
+        )
 
     big = long_tailed_lengths(args.build_examples, seed=args.seed + 1)
     for ranks in (8,):
@@ -72,8 +98,14 @@ def main(argv=None) -> None:
         t1 = time.perf_counter()
         plan_epoch(big, ranks, steps, args.seed, 0, args.batch_size * float(big.mean()))
         t2 = time.perf_counter()
-        emit(bench="multipack_build_time", examples=len(big), ranks=ranks, count_steps_seconds=round(t1 - t0, 3),
-             plan_epoch_seconds=round(t2 - t1, 3), total_seconds=round(t2 - t0, 3))
+        emit(
+            bench="multipack_build_time",
+            examples=len(big),
+            ranks=ranks,
+            count_steps_seconds=round(t1 - t0, 3),
+            plan_epoch_seconds=round(t2 - t1, 3),
+            total_seconds=round(t2 - t0, 3),
+        )
 
 
 def _rounded(d: dict) -> dict:

@@ -41,8 +41,16 @@ def make_model(out: Path, hidden: int, layers: int, heads: int, vocab: int) -> N
     from tuning_core.testing.tiny import build_tokenizer, tiny_config
 
     tok = build_tokenizer(out)
-    cfg = tiny_config("llama", vocab_size=vocab, hidden=hidden, layers=layers, heads=heads, max_positions=1024,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = tiny_config(
+        "llama",
+        vocab_size=vocab,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        max_positions=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
 
@@ -75,13 +83,11 @@ class TokenCounter:
 
 
 def train(model: Path, data: Path, out: Path, extra: list[str], batch: int) -> dict:
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback, set_seed
 
-    from transformers import set_seed
-
+    from tuning_core.pipeline import run_training
     from tuning_core.plugin_api import hookimpl
     from tuning_core.plugins import get_plugin_manager
-    from tuning_core.pipeline import run_training
 
     counter = TokenCounter()
 
@@ -99,19 +105,57 @@ def train(model: Path, data: Path, out: Path, extra: list[str], batch: int) -> d
     pm.register(plugin, name="bench")
     set_seed(0)  # LoRA weights are drawn before the Trainer seeds: give every run the same draw
     try:
-        result = run_training([
-            "--model_name_or_path", str(model), "--training_data_path", str(data), "--output_dir", str(out),
-            "--num_train_epochs", "1", "--per_device_train_batch_size", str(batch), "--learning_rate", "1e-3",
-            "--peft_method", "lora", "--r", "8", "--lora_alpha", "16", "--target_modules", "q_proj", "v_proj",
-            "--lora_dropout", "0",  # dropout would draw different masks for the two batch shapes
-            "--save_strategy", "no", "--logging_steps", "10", "--seed", "0", "--disable_tqdm", "true",
-            "--torch_dtype", "float32", "--max_seq_length", "1024", *extra])
+        result = run_training(
+            [
+                "--model_name_or_path",
+                str(model),
+                "--training_data_path",
+                str(data),
+                "--output_dir",
+                str(out),
+                "--num_train_epochs",
+                "1",
+                "--per_device_train_batch_size",
+                str(batch),
+                "--learning_rate",
+                "1e-3",
+                "--peft_method",
+                "lora",
+                "--r",
+                "8",
+                "--lora_alpha",
+                "16",
+                "--target_modules",
+                "q_proj",
+                "v_proj",
+                "--lora_dropout",
+                "0",  # dropout would draw different masks for the two batch shapes
+                "--save_strategy",
+                "no",
+                "--logging_steps",
+                "10",
+                "--seed",
+                "0",
+                "--disable_tqdm",
+                "true",
+                "--torch_dtype",
+                "float32",
+                "--max_seq_length",
+                "1024",
+                *extra,
+            ]
+        )
     finally:
         pm.unregister(plugin)
     wall = float(result.train_output.metrics["train_runtime"])
-    return {"wall_s": round(wall, 3), "slots": counter.slots, "real_tokens": counter.real,
-            "real_tokens_per_s": round(counter.real / wall, 1), "steps": result.trainer.state.global_step,
-            "train_loss": round(float(result.train_output.training_loss), 5)}
+    return {
+        "wall_s": round(wall, 3),
+        "slots": counter.slots,
+        "real_tokens": counter.real,
+        "real_tokens_per_s": round(counter.real / wall, 1),
+        "steps": result.trainer.state.global_step,
+        "train_loss": round(float(result.train_output.training_loss), 5),
+    }
 
 
 def main(argv=None) -> None:
@@ -119,8 +163,12 @@ def main(argv=None) -> None:
     p.add_argument("--scale", choices=sorted(SCALES), default="full")
     p.add_argument("--examples", type=int, default=None, help="override the scale's number of examples")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=2,
-                   help="alternate padded / padding-free runs this many times; the fastest of each counts")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="alternate padded / padding-free runs this many times; the fastest of each counts",
+    )
     args = p.parse_args(argv)
     scale = dict(SCALES[args.scale])
     if args.examples:
@@ -136,17 +184,24 @@ def main(argv=None) -> None:
         for repeat in range(args.repeats):
             for mode, extra in (("padded", []), ("padding_free", ["--padding_free", "huggingface"])):
                 run = train(tmp / "model", tmp / "data.jsonl", tmp / f"{mode}{repeat}", extra, args.batch_size)
-                emit(bench="padding_free", mode=mode, repeat=repeat, scale=args.scale, batch_size=args.batch_size,
-                     **run)
+                emit(
+                    bench="padding_free", mode=mode, repeat=repeat, scale=args.scale, batch_size=args.batch_size, **run
+                )
                 if mode not in runs or run["wall_s"] < runs[mode]["wall_s"]:
                     runs[mode] = run
     padded, free = runs["padded"], runs["padding_free"]
     ideal = padded["slots"] / padded["real_tokens"]
     speedup = padded["wall_s"] / free["wall_s"]
-    emit(bench="padding_free_summary", scale=args.scale, padding_fraction=round(1 - 1 / ideal, 4),
-         ideal_ratio=round(ideal, 3), speedup=round(speedup, 3), fraction_of_ideal=round(speedup / ideal, 3),
-         same_real_tokens=padded["real_tokens"] == free["real_tokens"],
-         loss_difference=abs(padded["train_loss"] - free["train_loss"]))
+    emit(
+        bench="padding_free_summary",
+        scale=args.scale,
+        padding_fraction=round(1 - 1 / ideal, 4),
+        ideal_ratio=round(ideal, 3),
+        speedup=round(speedup, 3),
+        fraction_of_ideal=round(speedup / ideal, 3),
+        same_real_tokens=padded["real_tokens"] == free["real_tokens"],
+        loss_difference=abs(padded["train_loss"] - free["train_loss"]),
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ def test_padding_free_alone_and_fms_form_enable_it():
 
 def test_fms_json_form(tmp_path):
     f = tmp_path / "c.json"
-    f.write_text(json.dumps({"model_name_or_path": "m", "output_dir": "o",
-                             "padding_free": ["huggingface"], "multipack": [1]}))
+    f.write_text(
+        json.dumps({"model_name_or_path": "m", "output_dir": "o", "padding_free": ["huggingface"], "multipack": [1]})
+    )
     cfg = load_train_config(["--config", str(f)])
     assert resolve(cfg) == PackingSettings(padding_free=True, multipack_bins=1)
 
@@ -81,8 +82,10 @@ def test_prompt_tuning_is_refused():
 
 
 def test_entry_point_module_does_not_import_torch():
-    code = ("import sys, tuning_core_packing.plugin; "
-            "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]; "
-            "print(heavy); sys.exit(1 if heavy else 0)")
+    code = (
+        "import sys, tuning_core_packing.plugin; "
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

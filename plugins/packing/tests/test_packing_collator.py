@@ -78,8 +78,11 @@ def _targets_packed(batch):
 
 rows_strategy = st.lists(
     st.lists(st.integers(3, 60), min_size=1, max_size=12).flatmap(
-        lambda ids: st.tuples(st.just(ids), st.integers(0, len(ids)))),
-    min_size=1, max_size=6)
+        lambda ids: st.tuples(st.just(ids), st.integers(0, len(ids)))
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 @settings(max_examples=200, deadline=None)

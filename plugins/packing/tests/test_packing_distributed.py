@@ -15,12 +15,40 @@ pytestmark = pytest.mark.slow
 
 
 def _args(model, data, out, accumulation):
-    return ["--model_name_or_path", str(model), "--training_data_path", str(data), "--output_dir", str(out),
-            "--dataset_text_field", "output", "--response_template", "\\n### Label:",
-            "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps",
-            str(accumulation), "--learning_rate", "3e-3", "--logging_steps", "1", "--seed", "0",
-            "--disable_tqdm", "true", "--torch_dtype", "float32", "--padding_free", "huggingface",
-            "--multipack", "2", "--use_cpu", "true"]  # without it, CPU processes do not form a gloo group
+    return [
+        "--model_name_or_path",
+        str(model),
+        "--training_data_path",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--dataset_text_field",
+        "output",
+        "--response_template",
+        "\\n### Label:",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--gradient_accumulation_steps",
+        str(accumulation),
+        "--learning_rate",
+        "3e-3",
+        "--logging_steps",
+        "1",
+        "--seed",
+        "0",
+        "--disable_tqdm",
+        "true",
+        "--torch_dtype",
+        "float32",
+        "--padding_free",
+        "huggingface",
+        "--multipack",
+        "2",
+        "--use_cpu",
+        "true",
+    ]  # without it, CPU processes do not form a gloo group
 
 
 def _jsonl(path):
@@ -32,9 +60,21 @@ def two_process_run(tiny_llama, twitter_data, tmp_path_factory):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     out = tmp_path_factory.mktemp("ddp")
     env = dict(os.environ, TUNING_CORE_PLUGINS="packing", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "tuning_core.sft_trainer",
-                           *_args(tiny_llama, twitter_data, out, accumulation=1)],
-                          capture_output=True, text=True, env=env, timeout=1200)
+    done = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "tuning_core.sft_trainer",
+            *_args(tiny_llama, twitter_data, out, accumulation=1),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return out, done
 
@@ -59,12 +99,15 @@ def test_only_rank_zero_writes_logs_and_checkpoints(two_process_run):
     checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
     assert checkpoints == [f"checkpoint-{len(steps)}"]
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".jsonl")) == [
-        "packing_tokens.jsonl", "training_logs.jsonl"]
+        "packing_tokens.jsonl",
+        "training_logs.jsonl",
+    ]
     assert done.stdout.count("***** tuning-core *****") == 1  # the banner, from rank 0 only
 
 
-def test_two_processes_train_like_one_process_accumulating_both_bins(two_process_run, tiny_llama, twitter_data,
-                                                                      tmp_path):
+def test_two_processes_train_like_one_process_accumulating_both_bins(
+    two_process_run, tiny_llama, twitter_data, tmp_path
+):
     # --multipack 2 plans the same 2-bin steps either way: one micro-batch per process, or both bins
     # in one process with gradient accumulation 2. The loss is normalised by the step's total tokens in both.
     out, _ = two_process_run

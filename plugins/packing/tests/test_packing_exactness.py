@@ -33,9 +33,15 @@ def _rows(vocab, seed=0, n=8):
 
 def num_items(batch):
     """Trainer's own count of loss tokens for a batch (transformers' _get_num_items_in_batch)."""
-    fake = SimpleNamespace(model_accepts_loss_kwargs=True, compute_loss_func=None, _loss_shifts_labels=True,
-                           args=SimpleNamespace(average_tokens_across_devices=False, world_size=1, n_gpu=0),
-                           get_tp_size=lambda: 1, get_cp_size=lambda: 1, get_sp_size=lambda: 1)
+    fake = SimpleNamespace(
+        model_accepts_loss_kwargs=True,
+        compute_loss_func=None,
+        _loss_shifts_labels=True,
+        args=SimpleNamespace(average_tokens_across_devices=False, world_size=1, n_gpu=0),
+        get_tp_size=lambda: 1,
+        get_cp_size=lambda: 1,
+        get_sp_size=lambda: 1,
+    )
     return Trainer._get_num_items_in_batch(fake, [batch], torch.device("cpu"))
 
 
@@ -51,8 +57,9 @@ def loss_and_grads(model, batch, normalise=True):
 def _load(path, impl):
     # eval(): GPTBigCode has dropout 0.1, which would draw different masks for differently shaped batches.
     dense = impl == "sdpa_dense_mask"
-    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa" if dense else impl,
-                                                 dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        path, attn_implementation="sdpa" if dense else impl, dtype=torch.float32
+    ).eval()
     # What the plugin's patch_model hook does: use_cache off, sdpa -> per-example sdpa, packing probe.
     prepare_model(model, per_example_sdpa=not dense)
     expected = {"sdpa": "sdpa_packed", "sdpa_dense_mask": "sdpa"}.get(impl, impl)

@@ -27,8 +27,15 @@ def test_transformers_models_pass_and_lose_their_cache(fixture, request):
 def test_sliding_window_model_keeps_plain_sdpa_and_passes():
     # Per-example causal sdpa would ignore the window, so the switch is not made; transformers' own
     # packed mask (window and example boundaries) is what the probe then checks.
-    cfg = transformers.MistralConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                     num_key_value_heads=2, intermediate_size=64, sliding_window=4)
+    cfg = transformers.MistralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        sliding_window=4,
+    )
     torch.manual_seed(0)
     model = transformers.MistralForCausalLM(cfg)
     model.set_attn_implementation("sdpa")
@@ -47,8 +54,9 @@ def test_peft_wrapped_model_is_checked_through_the_wrapper(tiny_llama):
 
 def test_recurrent_model_is_refused():
     # Mamba's state runs from one example into the next in a packed row: no position_ids can stop that.
-    cfg = transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2, expand=2,
-                                   conv_kernel=4)
+    cfg = transformers.MambaConfig(
+        vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2, expand=2, conv_kernel=4
+    )
     torch.manual_seed(0)
     model = transformers.MambaForCausalLM(cfg)
     with pytest.raises(ConfigError, match=r"--padding_free: MambaForCausalLM .* does not keep examples apart"):
@@ -63,8 +71,14 @@ def _leaky_attention(module, query, key, value, attention_mask, **kwargs):
 
 def test_custom_attention_ignoring_the_packing_is_refused():
     AttentionInterface.register("leaky_causal_test", _leaky_attention)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, intermediate_size=64)
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+    )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg)
     model.config._attn_implementation = "leaky_causal_test"

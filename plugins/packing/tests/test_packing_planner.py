@@ -1,11 +1,13 @@
 """The multipack plan: every example once, fixed step count, deterministic, balanced better than the baselines."""
 
+import itertools
+
 import numpy as np
 import pytest
+from baselines import balance, ffd_batches, long_tailed_lengths, plan_steps, random_batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baselines import balance, ffd_batches, long_tailed_lengths, plan_steps, random_batches
 from tuning_core_packing.planner import count_steps, plan_epoch
 from tuning_core_packing.windows import heavy_threshold
 
@@ -18,8 +20,13 @@ def _plan(lengths, bins, per_bin, seed=0, epoch=0):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.integers(1, 3000), min_size=1, max_size=300), st.integers(1, 9), st.integers(1, 8),
-       st.integers(0, 3), st.integers(0, 3))
+@given(
+    st.lists(st.integers(1, 3000), min_size=1, max_size=300),
+    st.integers(1, 9),
+    st.integers(1, 8),
+    st.integers(0, 3),
+    st.integers(0, 3),
+)
 def test_every_example_exactly_once_in_fixed_steps_of_non_empty_bins(lengths, bins, per_bin, seed, epoch):
     if len(lengths) < bins:
         with pytest.raises(ValueError):
@@ -91,7 +98,7 @@ def test_refinement_only_improves_the_greedy_split(lengths, bins, seed):
     greedy = lpt_bins(lengths, bounds, bins)
     refined = greedy.copy()
     refine(lengths, bounds, refined, bins)
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         before = np.bincount(greedy[lo:hi], weights=lengths[lo:hi], minlength=bins)
         after = np.bincount(refined[lo:hi], weights=lengths[lo:hi], minlength=bins)
         sq_before = np.bincount(greedy[lo:hi], weights=lengths[lo:hi] ** 2.0, minlength=bins)

@@ -5,16 +5,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from accelerate import skip_first_batches
+from baselines import long_tailed_lengths
 from datasets import Dataset
 from torch.utils.data import DataLoader
 
-from baselines import long_tailed_lengths
 from tuning_core.config.config import Config
 from tuning_core.errors import ConfigError
 from tuning_core.plugin_api import SamplerSpec
 from tuning_core_packing import plugin
-from tuning_core_packing.collator import PaddingFreeCollator
 from tuning_core_packing.arguments import PackingArguments
+from tuning_core_packing.collator import PaddingFreeCollator
 from tuning_core_packing.sampler import MultipackBatchSampler, example_lengths
 
 LENGTHS = long_tailed_lengths(1500, seed=7, max_len=1024)
@@ -31,7 +31,7 @@ def _ranks(world, bins, epoch=0, seed=0):
 def test_ranks_share_every_example_once_in_equal_numbers_of_batches(world, bins):
     samplers = _ranks(world, bins)
     batches = [list(s) for s in samplers]
-    assert all(len(b) == len(samplers[0]) == len(batches[0]) for b, s in zip(batches, samplers))
+    assert all(len(b) == len(samplers[0]) == len(batches[0]) for b, s in zip(batches, samplers, strict=False))
     seen = sorted(i for rank in batches for batch in rank for i in batch)
     assert seen == list(range(len(LENGTHS)))
     assert all(len(batch) >= 1 for rank in batches for batch in rank)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tuning_core.testing.training import logged_values, read_jsonl, train_argv
 from tuning_core.pipeline import run_training
+from tuning_core.testing.training import logged_values, read_jsonl, train_argv
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +34,22 @@ def test_padding_free_training_follows_the_padded_run(tiny_llama, twitter_data, 
 
 
 def test_multipack_epoch_uses_every_example_once_as_planned(tiny_llama, twitter_data, tmp_path):
-    result = run_training(_args(tiny_llama, twitter_data, tmp_path, "--padding_free", "--multipack", "1",
-                                "--max_steps", "-1", "--num_train_epochs", "1", "--logging_steps", "5"))
+    result = run_training(
+        _args(
+            tiny_llama,
+            twitter_data,
+            tmp_path,
+            "--padding_free",
+            "--multipack",
+            "1",
+            "--max_steps",
+            "-1",
+            "--num_train_epochs",
+            "1",
+            "--logging_steps",
+            "5",
+        )
+    )
     sampler = result.trainer.sampler_spec.sampler
     rows = _token_log(tmp_path)
     assert [r["micro_batch"] for r in rows] == list(range(len(sampler)))
@@ -45,14 +59,27 @@ def test_multipack_epoch_uses_every_example_once_as_planned(tiny_llama, twitter_
 
 
 def test_multipack_resume_continues_with_the_same_batches_and_losses(tiny_llama, twitter_data, tmp_path):
-    args = _args(tiny_llama, twitter_data, tmp_path, "--padding_free", "--multipack", "--max_steps", "6",
-                 "--save_strategy", "steps", "--save_steps", "3", "--gradient_accumulation_steps", "2")
+    args = _args(
+        tiny_llama,
+        twitter_data,
+        tmp_path,
+        "--padding_free",
+        "--multipack",
+        "--max_steps",
+        "6",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "3",
+        "--gradient_accumulation_steps",
+        "2",
+    )
     run_training(args)
     straight_losses, straight_rows = _losses(tmp_path), _token_log(tmp_path)
     shutil.rmtree(tmp_path / "checkpoint-6")
     result = run_training(args)  # resumes from checkpoint-3
     assert result.resumed_from and result.resumed_from.endswith("checkpoint-3")
-    resumed_rows = _token_log(tmp_path)[len(straight_rows):]
+    resumed_rows = _token_log(tmp_path)[len(straight_rows) :]
     assert resumed_rows == straight_rows[6:]  # micro-batches 6..11 (3 steps x 2 accumulated) again, same tokens
-    resumed_losses = _losses(tmp_path)[len(straight_losses):]
+    resumed_losses = _losses(tmp_path)[len(straight_losses) :]
     assert resumed_losses == pytest.approx(straight_losses[3:], rel=1e-5)

@@ -36,7 +36,7 @@ def lpt_bins(lengths: np.ndarray, bounds: np.ndarray, num_bins: int) -> np.ndarr
     loads = np.zeros((steps, num_bins), dtype=np.int64)
     assign = np.empty(n, dtype=np.int64)
     for r in range(len(rank_starts) - 1):
-        items = by_rank[rank_starts[r]:rank_starts[r + 1]]
+        items = by_rank[rank_starts[r] : rank_starts[r + 1]]
         win = step_of[items]
         b = np.argmin(loads[win], axis=1)
         loads[win, b] += lengths[items]
@@ -113,8 +113,18 @@ def _candidates(items, row_of_item, assign, partner_mask, length, num_bins, spac
     return _Candidates(row, bin_, item, cand_len, (row * num_bins + bin_) * spacing + cand_len)
 
 
-def _best_exchanges(loads: _Loads, cands: _Candidates, heavy_item, heavy_row, active, heavy_bin, heavy_load,
-                    partner_mask, num_bins, spacing):
+def _best_exchanges(
+    loads: _Loads,
+    cands: _Candidates,
+    heavy_item,
+    heavy_row,
+    active,
+    heavy_bin,
+    heavy_load,
+    partner_mask,
+    num_bins,
+    spacing,
+):
     """For every (heavy example, partner bin) pair, the candidate whose exchange leaves the lower maximum of the
     two bins, searched among the two candidates nearest to an exchange of half the gap.
 
@@ -138,11 +148,17 @@ def _best_exchanges(loads: _Loads, cands: _Candidates, heavy_item, heavy_row, ac
         shift = out_len - cands.length[j]
         in_sq = cands.length[j].astype(np.float64) ** 2
         cap = loads.attention_cap[step]
-        valid = ((cands.row[j] == pair_row) & (cands.bin[j] == pair_bin) & (shift > 0) & (shift < gap)
-                 & (loads.attention[step, heavy_bin[pair_row]] - out_sq + in_sq <= cap)
-                 & (loads.attention[step, pair_bin] + out_sq - in_sq <= cap))
-        new_max = np.where(valid, np.maximum(heavy_load[pair_row] - shift, loads.tokens[step, pair_bin] + shift),
-                           np.inf)
+        valid = (
+            (cands.row[j] == pair_row)
+            & (cands.bin[j] == pair_bin)
+            & (shift > 0)
+            & (shift < gap)
+            & (loads.attention[step, heavy_bin[pair_row]] - out_sq + in_sq <= cap)
+            & (loads.attention[step, pair_bin] + out_sq - in_sq <= cap)
+        )
+        new_max = np.where(
+            valid, np.maximum(heavy_load[pair_row] - shift, loads.tokens[step, pair_bin] + shift), np.inf
+        )
         better = new_max < best_max
         best_max[better], best_cand[better] = new_max[better], j[better]
     return pair_heavy, pair_bin, pair_row, best_max, best_cand
@@ -169,8 +185,14 @@ def _apply_exchanges(loads: _Loads, assign, step, from_bin, to_bin, out_item, in
     loads.attention[step, to_bin] += d_attention
 
 
-def refine(lengths: np.ndarray, bounds: np.ndarray, assign: np.ndarray, num_bins: int,
-           rounds: int | None = None, tolerance: float | None = None) -> None:
+def refine(
+    lengths: np.ndarray,
+    bounds: np.ndarray,
+    assign: np.ndarray,
+    num_bins: int,
+    rounds: int | None = None,
+    tolerance: float | None = None,
+) -> None:
     """Even out every uneven step in place, all steps at once.
 
     Each round, in each step still above ``tolerance`` x mean tokens, one
@@ -199,11 +221,19 @@ def refine(lengths: np.ndarray, bounds: np.ndarray, assign: np.ndarray, num_bins
         heavy_item, heavy_row = items[in_heavy], row_of_item[in_heavy]
         cands = _candidates(items, row_of_item, assign, partner_mask, loads.length, num_bins, spacing)
         pair_heavy, pair_bin, pair_row, best_max, best_cand = _best_exchanges(
-            loads, cands, heavy_item, heavy_row, active, heavy_bin, heavy_load, partner_mask, num_bins, spacing)
+            loads, cands, heavy_item, heavy_row, active, heavy_bin, heavy_load, partner_mask, num_bins, spacing
+        )
         chosen = _one_per_step(pair_row, best_max)
         rows = pair_row[chosen]
-        _apply_exchanges(loads, assign, step=active[rows], from_bin=heavy_bin[rows], to_bin=pair_bin[chosen],
-                         out_item=heavy_item[pair_heavy[chosen]], in_item=cands.item[best_cand[chosen]])
+        _apply_exchanges(
+            loads,
+            assign,
+            step=active[rows],
+            from_bin=heavy_bin[rows],
+            to_bin=pair_bin[chosen],
+            out_item=heavy_item[pair_heavy[chosen]],
+            in_item=cands.item[best_cand[chosen]],
+        )
         moved = np.zeros(len(active), dtype=bool)
         moved[rows] = True
         active = active[moved]  # steps with no valid exchange are as even as this search gets them

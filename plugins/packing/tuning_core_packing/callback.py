@@ -59,8 +59,15 @@ class PackingTokenLog(TrainerCallback):
         epoch = self.sampler.epoch if self.sampler is not None else self._epoch
         if epoch != self._epoch:
             self._epoch, self._micro = epoch, 0
-        self._pending.append({"epoch": epoch, "micro_batch": self._micro, "step": self._step + 1,
-                              "tokens": tokens, "sequences": sequences})
+        self._pending.append(
+            {
+                "epoch": epoch,
+                "micro_batch": self._micro,
+                "step": self._step + 1,
+                "tokens": tokens,
+                "sequences": sequences,
+            }
+        )
         self._micro += 1
 
     # -- trainer events -------------------------------------------------------
@@ -106,9 +113,16 @@ class PackingTokenLog(TrainerCallback):
         rows = {}
         for rank, records in enumerate(gathered):
             for r in records:
-                row = rows.setdefault((r["epoch"], r["micro_batch"]), {
-                    "epoch": r["epoch"], "micro_batch": r["micro_batch"], "step": [None] * len(gathered),
-                    "tokens": [None] * len(gathered), "sequences": [None] * len(gathered)})
+                row = rows.setdefault(
+                    (r["epoch"], r["micro_batch"]),
+                    {
+                        "epoch": r["epoch"],
+                        "micro_batch": r["micro_batch"],
+                        "step": [None] * len(gathered),
+                        "tokens": [None] * len(gathered),
+                        "sequences": [None] * len(gathered),
+                    },
+                )
                 row["step"][rank] = r["step"]
                 row["tokens"][rank] = r["tokens"]
                 row["sequences"][rank] = r["sequences"]

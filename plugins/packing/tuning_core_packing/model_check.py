@@ -13,7 +13,6 @@ by one.
 from __future__ import annotations
 
 from tuning_core.plugin_api import ConfigError, PatchReport
-
 from tuning_core_packing.collator import PaddingFreeCollator
 from tuning_core_packing.packed_sdpa import use_packed_sdpa
 
@@ -78,10 +77,11 @@ def probe_packed_attention(model, collator: PaddingFreeCollator | None = None) -
         with torch.no_grad():
             packed = model(**batch, use_cache=False).logits[0].float()
             alone = model(input_ids=seqs.to(device), use_cache=False).logits.float()
-    except Exception as e:  # noqa: BLE001 - any failure means the model cannot take packed batches
+    except Exception as e:
         raise ConfigError(
             f"--padding_free: {type(model).__name__} (attention {_attn_implementation(model)}) cannot run a "
-            f"padding-free batch: {type(e).__name__}: {e}") from None
+            f"padding-free batch: {type(e).__name__}: {e}"
+        ) from None
     finally:
         model.train(was_training)
     separate = alone.reshape(-1, alone.shape[-1])
@@ -99,7 +99,8 @@ def check_packed_attention(model) -> float:
             f"--padding_free: {type(model).__name__} with attention '{_attn_implementation(model)}' does not keep "
             f"examples apart in a padding-free row (packed logits differ from separate ones by {err:.2g} of their "
             f"scale, allowed {tol:g}), so examples would attend to each other. Use a transformer with sdpa, eager, "
-            f"flex_attention or flash_attention_2 attention, or train without --padding_free.")
+            f"flex_attention or flash_attention_2 attention, or train without --padding_free."
+        )
     return err
 
 
@@ -114,6 +115,7 @@ def prepare_model(model, per_example_sdpa: bool = True) -> PatchReport:
         report.notes.append("padding-free check skipped: parameters are partitioned (ZeRO-3)")
         return report
     err = check_packed_attention(model)
-    report.notes.append(f"padding-free: attention '{_attn_implementation(model)}' keeps examples apart "
-                        f"(probe difference {err:.1e})")
+    report.notes.append(
+        f"padding-free: attention '{_attn_implementation(model)}' keeps examples apart (probe difference {err:.1e})"
+    )
     return report

@@ -11,24 +11,40 @@ transformers built, so the model behaves as before outside training rows.
 
 from __future__ import annotations
 
+import itertools
+
 NAME = "sdpa_packed"
 
 
-def packed_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                        **kwargs):
+def packed_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     cu = kwargs.get("cu_seq_lens_q")
-    if (cu is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
-            or kwargs.get("cu_seq_lens_k") is not cu or not getattr(module, "is_causal", True)):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+    if (
+        cu is None
+        or query.shape[0] != 1
+        or key.shape[2] != query.shape[2]
+        or kwargs.get("cu_seq_lens_k") is not cu
+        or not getattr(module, "is_causal", True)
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     bounds = cu.tolist()
     outputs = [
-        sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, dropout=dropout,
-                               scaling=scaling, is_causal=True, **kwargs)[0]
-        for s, e in zip(bounds[:-1], bounds[1:])
+        sdpa_attention_forward(
+            module,
+            query[:, :, s:e],
+            key[:, :, s:e],
+            value[:, :, s:e],
+            None,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=True,
+            **kwargs,
+        )[0]
+        for s, e in itertools.pairwise(bounds)
     ]
     return torch.cat(outputs, dim=1), None  # (batch, seq, heads, dim), as sdpa_attention_forward returns
 

@@ -28,7 +28,7 @@ class Plan:
 
     def bin(self, step: int, b: int) -> np.ndarray:
         k = step * self.num_bins + b
-        return self.order[self.bin_starts[k]:self.bin_starts[k + 1]]
+        return self.order[self.bin_starts[k] : self.bin_starts[k + 1]]
 
     def bin_sums(self, values: np.ndarray) -> np.ndarray:
         """Sum of ``values[example]`` per bin, shape (num_steps, num_bins)."""
@@ -54,13 +54,13 @@ def count_steps(lengths: np.ndarray, num_bins: int, bin_budget: float, seed: int
     if n < num_bins:
         raise ValueError(f"{n} examples cannot fill {num_bins} bins")
     order = epoch_order(lengths, num_bins, bin_budget, _rng(seed, 0, 1))
-    steps = len(walk_windows(lengths[order.perm], order.atom_starts, num_bins * bin_budget, num_bins,
-                             bin_budget / 2)) - 1
+    steps = (
+        len(walk_windows(lengths[order.perm], order.atom_starts, num_bins * bin_budget, num_bins, bin_budget / 2)) - 1
+    )
     return max(1, min(steps, n // num_bins))
 
 
-def plan_epoch(lengths: np.ndarray, num_bins: int, num_steps: int, seed: int, epoch: int,
-               bin_budget: float) -> Plan:
+def plan_epoch(lengths: np.ndarray, num_bins: int, num_steps: int, seed: int, epoch: int, bin_budget: float) -> Plan:
     """The full plan of one epoch (identical on every rank for the same arguments)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     rng = _rng(seed, epoch, 0)

@@ -7,7 +7,6 @@ imported inside the hooks.
 from __future__ import annotations
 
 from tuning_core.plugin_api import ConfigError, SamplerSpec, hookimpl
-
 from tuning_core_packing.arguments import PackingArguments, resolve
 
 
@@ -48,12 +47,18 @@ def tuning_core_train_sampler(config, dataset, training_args):
 
     lengths = example_lengths(dataset)
     if len(lengths) < bins:
-        raise ConfigError(f"--multipack {bins}: the training set has {len(lengths)} examples, fewer than the "
-                          f"{bins} bins of a step; use fewer processes or more data")
+        raise ConfigError(
+            f"--multipack {bins}: the training set has {len(lengths)} examples, fewer than the "
+            f"{bins} bins of a step; use fewer processes or more data"
+        )
     sampler = MultipackBatchSampler(
-        lengths, num_bins=bins, world_size=training_args.world_size, rank=training_args.process_index,
+        lengths,
+        num_bins=bins,
+        world_size=training_args.world_size,
+        rank=training_args.process_index,
         examples_per_bin=training_args.per_device_train_batch_size,
-        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed)
+        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+    )
     return SamplerSpec(sampler=sampler, kind="batch_sampler", per_rank=True, description=sampler.describe())
 
 

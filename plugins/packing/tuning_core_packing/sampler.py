@@ -11,7 +11,7 @@ step) and the number of batches is the same in every epoch.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -35,8 +35,7 @@ def example_lengths(dataset) -> np.ndarray:
 
 
 class MultipackBatchSampler(Sampler[list[int]]):
-    def __init__(self, lengths, num_bins: int, world_size: int, rank: int, examples_per_bin: int,
-                 seed: int = 0):
+    def __init__(self, lengths, num_bins: int, world_size: int, rank: int, examples_per_bin: int, seed: int = 0):
         lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
         if num_bins % world_size:
             raise ValueError(f"num_bins {num_bins} is not a multiple of world_size {world_size}")
@@ -63,8 +62,10 @@ class MultipackBatchSampler(Sampler[list[int]]):
     def plan(self, epoch: int | None = None) -> Plan:
         epoch = self.epoch if epoch is None else int(epoch)
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, plan_epoch(self.lengths, self.num_bins, self.num_steps, self.seed, epoch,
-                                              self.bin_budget))
+            self._cached = (
+                epoch,
+                plan_epoch(self.lengths, self.num_bins, self.num_steps, self.seed, epoch, self.bin_budget),
+            )
         return self._cached[1]
 
     def rank_bins(self, rank: int | None = None) -> list[int]:
@@ -91,5 +92,7 @@ class MultipackBatchSampler(Sampler[list[int]]):
                 yield plan.bin(step, b).tolist()
 
     def describe(self) -> str:
-        return (f"multipack: {len(self.lengths)} examples, {self.num_steps} steps/epoch of {self.num_bins} bins "
-                f"(~{self.bin_budget:.0f} tokens each), {len(self)} micro-batches per process")
+        return (
+            f"multipack: {len(self.lengths)} examples, {self.num_steps} steps/epoch of {self.num_bins} bins "
+            f"(~{self.bin_budget:.0f} tokens each), {len(self)} micro-batches per process"
+        )

@@ -74,8 +74,9 @@ def _feasible(size: int, tokens: int, longest: int, num_bins: int) -> bool:
     return size >= num_bins and tokens >= num_bins * longest
 
 
-def walk_windows(lengths: np.ndarray, atom_starts: np.ndarray, target: float, num_bins: int,
-                 margin: float = 0) -> np.ndarray:
+def walk_windows(
+    lengths: np.ndarray, atom_starts: np.ndarray, target: float, num_bins: int, margin: float = 0
+) -> np.ndarray:
     """Item boundaries cutting ``lengths`` (in epoch order) into windows of about ``target`` tokens.
 
     Cuts fall on atom boundaries only. A window grows until it holds
@@ -91,8 +92,8 @@ def walk_windows(lengths: np.ndarray, atom_starts: np.ndarray, target: float, nu
     cum_tok = np.cumsum(np.add.reduceat(lengths, atom_starts[:-1]), dtype=np.int64).tolist()
     longest = np.maximum.reduceat(lengths, atom_starts[:-1]).tolist()
     n_atoms = len(longest)
-    target = max(1, int(round(target)))
-    margin = int(round(margin))
+    target = max(1, round(target))
+    margin = round(margin)
     bounds = [0]
     start, base = 0, 0
     while start < n_atoms:
@@ -137,8 +138,9 @@ def _merge_smallest(bounds: np.ndarray, cum0: np.ndarray, count: int) -> np.ndar
     return bounds
 
 
-def split_windows(lengths: np.ndarray, atom_starts: np.ndarray, num_steps: int, num_bins: int,
-                  target: float, margin: float = 0) -> np.ndarray:
+def split_windows(
+    lengths: np.ndarray, atom_starts: np.ndarray, num_steps: int, num_bins: int, target: float, margin: float = 0
+) -> np.ndarray:
     """Exactly ``num_steps`` windows (item boundaries, num_steps + 1) of ``lengths`` in epoch order.
 
     Walks with the nominal target; when that gives too few windows (this

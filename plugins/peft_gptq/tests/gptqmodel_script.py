@@ -15,14 +15,15 @@ import sys
 
 os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
-import torch  # noqa: E402
+import torch
 
 
 def quantize(job):
     from gptqmodel import GPTQModel, QuantizeConfig
 
-    cfg = QuantizeConfig(bits=4, group_size=job["group_size"], desc_act=job["desc_act"], sym=True,
-                         offload_to_disk=False)
+    cfg = QuantizeConfig(
+        bits=4, group_size=job["group_size"], desc_act=job["desc_act"], sym=True, offload_to_disk=False
+    )
     model = GPTQModel.load(job["src"], cfg, device="cpu")
     model.quantize(job["texts"], batch_size=4)
     model.save(job["out"])
@@ -34,8 +35,11 @@ def forward(ckpt, ids, out):
     model = GPTQModel.load(ckpt, backend=BACKEND.TORCH, device="cpu", dtype=torch.bfloat16)
     with torch.no_grad():
         logits = model.model(input_ids=ids).logits
-        weights = {name: m.dequantize_weight().float() for name, m in model.model.named_modules()
-                   if hasattr(m, "qweight") and hasattr(m, "dequantize_weight")}
+        weights = {
+            name: m.dequantize_weight().float()
+            for name, m in model.model.named_modules()
+            if hasattr(m, "qweight") and hasattr(m, "dequantize_weight")
+        }
     torch.save({"logits": logits.float(), "weights": weights}, out)
 
 

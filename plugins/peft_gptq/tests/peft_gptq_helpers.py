@@ -30,9 +30,16 @@ def random_layer(k, n, group_size, desc_act=False, zero_offset=1, bias=False, se
     else:
         g_idx = (torch.arange(k) // gs).int()
     b = torch.randn(n, generator=g) if bias else None
-    layer = QuantLinear.from_packed(nibbles.pack_rows(q), nibbles.pack_cols((zeros - zero_offset) & 15), scales,
-                                    g_idx, bias=b, zero_offset=zero_offset,
-                                    group_size=None if group_size == -1 else group_size, dtype=dtype)
+    layer = QuantLinear.from_packed(
+        nibbles.pack_rows(q),
+        nibbles.pack_cols((zeros - zero_offset) & 15),
+        scales,
+        g_idx,
+        bias=b,
+        zero_offset=zero_offset,
+        group_size=None if group_size == -1 else group_size,
+        dtype=dtype,
+    )
     idx = g_idx.long()
     ref = (q - zeros[idx]).double() * scales.double()[idx]
     return layer, ref, b

@@ -10,8 +10,10 @@ def _problem(n_out=48, n_in=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(n_out, n_in, generator=g) * 0.05
     # Correlated inputs with uneven scales, as activations are: where GPTQ's error feedback pays off.
-    x = torch.randn(512, n_in, generator=g) @ torch.randn(n_in, n_in, generator=g) * 0.3 + \
-        torch.randn(n_in, generator=g) * 2
+    x = (
+        torch.randn(512, n_in, generator=g) @ torch.randn(n_in, n_in, generator=g) * 0.3
+        + torch.randn(n_in, generator=g) * 2
+    )
     return w, x, 2 * x.t() @ x / x.shape[0]
 
 

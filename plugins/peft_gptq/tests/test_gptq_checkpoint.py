@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from peft_gptq_helpers import calibration_texts
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from peft_gptq_helpers import calibration_texts
 from tuning_core_peft_gptq.checkpoint import read_gptq_format
 from tuning_core_peft_gptq.gptq import gptq_quantize
 from tuning_core_peft_gptq.gptq_loader import GPTQLoadError, load_gptq_model
@@ -43,8 +43,9 @@ def _round_to_nearest(model, group_size, sym):
 
     _, layers = decoder_layers(model)
     for lin in [m for m in layers.modules() if quantizable(m)]:
-        res = gptq_quantize(lin.weight, torch.eye(lin.in_features), group_size=group_size, sym=sym,
-                            damp_percent=0.0, min_zero=1)
+        res = gptq_quantize(
+            lin.weight, torch.eye(lin.in_features), group_size=group_size, sym=sym, damp_percent=0.0, min_zero=1
+        )
         lin.weight.data = res.dequantize().t().contiguous()
     return model
 
@@ -53,9 +54,14 @@ def _round_to_nearest(model, group_size, sym):
 def test_checkpoint_files_follow_the_gptq_format(gptq_checkpoint, arch, group_size, desc_act, sym, fmt):
     path = gptq_checkpoint(arch, group_size, desc_act, sym, fmt)
     qc = json.loads((path / "quantize_config.json").read_text())
-    assert {k: qc[k] for k in ("bits", "group_size", "desc_act", "sym", "quant_method", "checkpoint_format")} == \
-        {"bits": 4, "group_size": group_size, "desc_act": desc_act, "sym": sym, "quant_method": "gptq",
-         "checkpoint_format": fmt}
+    assert {k: qc[k] for k in ("bits", "group_size", "desc_act", "sym", "quant_method", "checkpoint_format")} == {
+        "bits": 4,
+        "group_size": group_size,
+        "desc_act": desc_act,
+        "sym": sym,
+        "quant_method": "gptq",
+        "checkpoint_format": fmt,
+    }
     assert json.loads((path / "config.json").read_text())["quantization_config"]["quant_method"] == "gptq"
     tensors = load_file(str(path / "model.safetensors"))
     packed = sorted(k[: -len(".qweight")] for k in tensors if k.endswith(".qweight"))
@@ -73,7 +79,8 @@ def test_checkpoint_files_follow_the_gptq_format(gptq_checkpoint, arch, group_si
 
 @pytest.mark.parametrize("arch,group_size,desc_act,sym,fmt", CONFIGS)
 def test_loaded_logits_close_to_float_and_better_than_round_to_nearest(
-        gptq_checkpoint, request, arch, group_size, desc_act, sym, fmt):
+    gptq_checkpoint, request, arch, group_size, desc_act, sym, fmt
+):
     src = request.getfixturevalue(f"tiny_{arch.replace('_', '')}")
     model, loaded_fmt = load_gptq_model(str(gptq_checkpoint(arch, group_size, desc_act, sym, fmt)))
     assert (loaded_fmt.group_size, loaded_fmt.desc_act, loaded_fmt.sym) == (group_size, desc_act, sym)
@@ -81,17 +88,21 @@ def test_loaded_logits_close_to_float_and_better_than_round_to_nearest(
     assert not isinstance(model.get_output_embeddings(), QuantLinear)
     ids = _eval_ids(src)
     ref = _logits(AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32), ids)
-    rtn = _logits(_round_to_nearest(AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32),
-                                    group_size, sym), ids)
+    rtn = _logits(
+        _round_to_nearest(AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32), group_size, sym), ids
+    )
     err, err_rtn = _rel_err(_logits(model, ids), ref), _rel_err(rtn, ref)
     assert err < 0.08, err  # 4-bit weights on a random tiny model: a few percent
     assert err < 0.75 * err_rtn, (err, err_rtn)  # GPTQ: about half the error of round-to-nearest
 
 
-@pytest.mark.parametrize("arch,group_size,desc_act,sym,fmt", [
-    ("llama", 24, True, False, "gptq"),  # 24 does not divide 64 or 128: partial last groups
-    ("gpt_bigcode", 16, False, True, "gptq_v2"),
-])
+@pytest.mark.parametrize(
+    "arch,group_size,desc_act,sym,fmt",
+    [
+        ("llama", 24, True, False, "gptq"),  # 24 does not divide 64 or 128: partial last groups
+        ("gpt_bigcode", 16, False, True, "gptq_v2"),
+    ],
+)
 def test_round_trip_is_exact(tmp_path, request, arch, group_size, desc_act, sym, fmt):
     """The loaded checkpoint computes exactly what the quantizer's in-memory fake-quantized model computed."""
     src = request.getfixturevalue(f"tiny_{arch.replace('_', '')}")

@@ -11,22 +11,38 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tuning_core", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tuning_core", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_quantize_then_load(tiny_llama, tmp_path):
+    from peft_gptq_helpers import calibration_texts
     from transformers import AutoModelForCausalLM
 
     from tuning_core_peft_gptq.gptq_loader import load_gptq_model
 
-    from peft_gptq_helpers import calibration_texts
-
     calib = tmp_path / "calib.txt"
     calib.write_text("\n".join(t.replace("\n", " ") for t in calibration_texts()))
     out = tmp_path / "q"
-    proc = cli("quantize", "--model_name_or_path", tiny_llama, "--output_dir", out, "--group_size", "32",
-               "--desc_act", "--sym", "false", "--calibration_data", calib, "--num_samples", "8", "--seq_len", "64")
+    proc = cli(
+        "quantize",
+        "--model_name_or_path",
+        tiny_llama,
+        "--output_dir",
+        out,
+        "--group_size",
+        "32",
+        "--desc_act",
+        "--sym",
+        "false",
+        "--calibration_data",
+        calib,
+        "--num_samples",
+        "8",
+        "--seq_len",
+        "64",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "14 packed layers" in proc.stdout
     qc = json.loads((out / "quantize_config.json").read_text())

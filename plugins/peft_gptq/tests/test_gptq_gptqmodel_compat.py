@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from peft_gptq_helpers import calibration_texts
+
 from tuning_core_peft_gptq.gptq_loader import load_gptq_model
 
 pytestmark = pytest.mark.slow
@@ -35,23 +35,39 @@ def gptqmodel_outputs(tiny_llama, gptq_llama, tmp_path_factory):
     work = tmp_path_factory.mktemp("gptqmodel")
     ids = torch.randint(3, 500, (2, 24), generator=torch.Generator().manual_seed(0))
     torch.save(ids, work / "ids.pt")
-    job = {"quantize": {"src": str(tiny_llama), "out": str(work / "theirs"), "group_size": 32, "desc_act": True,
-                        "texts": calibration_texts()[:64]},
-           "ids": str(work / "ids.pt"),
-           "forward": [{"ckpt": str(work / "theirs"), "out": str(work / "theirs.pt")},
-                       {"ckpt": str(gptq_llama), "out": str(work / "ours.pt")}]}
+    job = {
+        "quantize": {
+            "src": str(tiny_llama),
+            "out": str(work / "theirs"),
+            "group_size": 32,
+            "desc_act": True,
+            "texts": calibration_texts()[:64],
+        },
+        "ids": str(work / "ids.pt"),
+        "forward": [
+            {"ckpt": str(work / "theirs"), "out": str(work / "theirs.pt")},
+            {"ckpt": str(gptq_llama), "out": str(work / "ours.pt")},
+        ],
+    }
     (work / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("gptqmodel_script.py")), str(work / "job.json")],
-                          capture_output=True, text=True, timeout=1800, cwd=work,  # GPTQModel logs to cwd
-                          env={**os.environ, "GPTQMODEL_CPU_WORKERS": "2", "PYTHONPATH": ""})
+    proc = subprocess.run(
+        [PYTHON, str(Path(__file__).with_name("gptqmodel_script.py")), str(work / "job.json")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=work,  # GPTQModel logs to cwd
+        env={**os.environ, "GPTQMODEL_CPU_WORKERS": "2", "PYTHONPATH": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return ids, {"theirs": (work / "theirs", torch.load(work / "theirs.pt")),
-                 "ours": (gptq_llama, torch.load(work / "ours.pt"))}
+    return ids, {
+        "theirs": (work / "theirs", torch.load(work / "theirs.pt")),
+        "ours": (gptq_llama, torch.load(work / "ours.pt")),
+    }
 
 
 @pytest.mark.parametrize("which", ["theirs", "ours"])
 def test_same_weights_and_logits_as_gptqmodel(gptqmodel_outputs, which):
-    """"theirs": a checkpoint GPTQModel wrote loads in our plugin; "ours": GPTQModel reads ours. Either way
+    """ "theirs": a checkpoint GPTQModel wrote loads in our plugin; "ours": GPTQModel reads ours. Either way
     both sides decode every packed layer to the same bfloat16 weights and compute the same logits."""
     ids, outputs = gptqmodel_outputs
     ckpt, ref = outputs[which]
@@ -59,8 +75,7 @@ def test_same_weights_and_logits_as_gptqmodel(gptqmodel_outputs, which):
     assert (fmt.group_size, fmt.desc_act) == (32, True)
     assert len(ref["weights"]) == 14
     for name, weight in ref["weights"].items():
-        torch.testing.assert_close(model.get_submodule(name).dequantize(torch.bfloat16).float(), weight,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(model.get_submodule(name).dequantize(torch.bfloat16).float(), weight, rtol=0, atol=0)
     with torch.no_grad():
         logits = model(input_ids=ids).logits.float()
     torch.testing.assert_close(logits, ref["logits"], rtol=1e-2, atol=1e-2)

@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
+from peft_gptq_helpers import PROMPT, losses, train_args
 
 from tuning_core.pipeline import run_training
 from tuning_core_peft_gptq.gptq_loader import load_gptq_model
 from tuning_core_peft_gptq.qlinear import QuantLinear
-
-from peft_gptq_helpers import PROMPT, losses, train_args
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +16,23 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def gptq_run(gptq_llama, twitter_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("gptq_lora")
-    result = run_training(train_args(gptq_llama, twitter_data, out, "--auto_gptq", "triton_v2", "--target_modules",
-                                     "all-linear", "--r", "8", "--lora_alpha", "16", "--save_model_dir",
-                                     out / "final"))
+    result = run_training(
+        train_args(
+            gptq_llama,
+            twitter_data,
+            out,
+            "--auto_gptq",
+            "triton_v2",
+            "--target_modules",
+            "all-linear",
+            "--r",
+            "8",
+            "--lora_alpha",
+            "16",
+            "--save_model_dir",
+            out / "final",
+        )
+    )
     return out, result
 
 
@@ -38,8 +51,15 @@ def test_trains_lora_on_the_quantized_layers(gptq_run):
 def test_all_linear_means_the_quantized_layers_without_lm_head(gptq_run):
     out, _ = gptq_run
     cfg = json.loads((out / "final" / "adapter_config.json").read_text())
-    assert sorted(cfg["target_modules"]) == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj",
-                                             "v_proj"]
+    assert sorted(cfg["target_modules"]) == [
+        "down_proj",
+        "gate_proj",
+        "k_proj",
+        "o_proj",
+        "q_proj",
+        "up_proj",
+        "v_proj",
+    ]
 
 
 def _ids(tok):
@@ -71,8 +91,9 @@ def test_tuning_core_infer_loads_through_the_hook(gptq_run):
     assert "loaded by peft_gptq" in loaded.description and "LORA" in loaded.description
     trained = result.trainer.model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(_ids(loaded.tokenizer)).logits,
-                                   trained(_ids(loaded.tokenizer)).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            loaded.model(_ids(loaded.tokenizer)).logits, trained(_ids(loaded.tokenizer)).logits, rtol=1e-4, atol=1e-4
+        )
     texts = generate(loaded.model, loaded.tokenizer, [PROMPT, "### Text: thanks!"], max_new_tokens=3)
     assert len(texts) == 2 and texts[0].startswith("### Text: my flight was late")
 
@@ -80,8 +101,11 @@ def test_tuning_core_infer_loads_through_the_hook(gptq_run):
 def test_gpt_bigcode_fms_example_targets(gptq_checkpoint, twitter_data, tmp_path):
     """fms-hf-tuning's README example: --target_modules c_attn c_proj on a GPTBigCode GPTQ checkpoint."""
     ckpt = gptq_checkpoint("gpt_bigcode", 32, False)
-    result = run_training(train_args(ckpt, twitter_data, tmp_path, "--auto_gptq", "triton_v2", "--target_modules",
-                                     "c_attn", "c_proj", steps=4))
+    result = run_training(
+        train_args(
+            ckpt, twitter_data, tmp_path, "--auto_gptq", "triton_v2", "--target_modules", "c_attn", "c_proj", steps=4
+        )
+    )
     first, *_, last = losses(tmp_path)
     assert last < first
     wrapped = [n for n, m in result.trainer.model.named_modules() if hasattr(m, "lora_A")]
@@ -92,16 +116,16 @@ def test_load_hook_purposes(gptq_llama, tiny_llama):
     """For inference a GPTQ base is ours whatever the flags; a float base is left to the core."""
     from tuning_core.config import make_config
     from tuning_core.plugins import get_plugin_manager
-
     from tuning_core_peft_gptq import plugin
 
     pm = get_plugin_manager()
-    loaded = plugin.tuning_core_load_model(config=make_config(pm, model_name_or_path=str(gptq_llama)),
-                                           purpose="infer")
+    loaded = plugin.tuning_core_load_model(config=make_config(pm, model_name_or_path=str(gptq_llama)), purpose="infer")
     assert sum(isinstance(m, QuantLinear) for m in loaded.model.modules()) == 14
     assert loaded.tokenizer is not None and "GPTQ 4-bit, group 32, desc_act=True" in loaded.description
-    assert plugin.tuning_core_load_model(config=make_config(pm, model_name_or_path=str(tiny_llama)),
-                                         purpose="infer") is None
+    assert (
+        plugin.tuning_core_load_model(config=make_config(pm, model_name_or_path=str(tiny_llama)), purpose="infer")
+        is None
+    )
     forced = make_config(pm, model_name_or_path=str(gptq_llama), auto_gptq=["torch"])
     loaded = plugin.tuning_core_load_model(config=forced, purpose="train")
     assert {m.backend for m in loaded.model.modules() if isinstance(m, QuantLinear)} == {"torch"}
@@ -110,14 +134,27 @@ def test_load_hook_purposes(gptq_llama, tiny_llama):
 def test_gradient_checkpointing_gives_the_same_lora_gradients(gptq_llama, tmp_path):
     from tuning_core.config import load_train_config
     from tuning_core.plugins import get_plugin_manager
-
     from tuning_core_peft_gptq import plugin
 
     grads = []
     for checkpointing in ("false", "true"):
-        config = load_train_config(["--model_name_or_path", str(gptq_llama), "--output_dir", str(tmp_path),
-                                    "--auto_gptq", "triton_v2", "--peft_method", "lora", "--lora_dropout", "0",
-                                    "--gradient_checkpointing", checkpointing], get_plugin_manager())
+        config = load_train_config(
+            [
+                "--model_name_or_path",
+                str(gptq_llama),
+                "--output_dir",
+                str(tmp_path),
+                "--auto_gptq",
+                "triton_v2",
+                "--peft_method",
+                "lora",
+                "--lora_dropout",
+                "0",
+                "--gradient_checkpointing",
+                checkpointing,
+            ],
+            get_plugin_manager(),
+        )
         loaded = plugin.tuning_core_load_model(config=config, purpose="train")
         torch.manual_seed(0)  # the same LoRA initialisation both times
         model = plugin.tuning_core_augment_model(config=config, model=loaded.model, tokenizer=loaded.tokenizer)

@@ -2,17 +2,16 @@
 
 import pytest
 import torch
-from torch import nn
-
 from peft_gptq_helpers import random_layer
+from torch import nn
 
 CASES = [  # (in, out, group size, desc_act, zero offset)
     (64, 48, 32, False, 1),
     (64, 48, 32, True, 1),
     (64, 32, 16, True, 0),
-    (72, 16, 32, False, 1),   # last group is partial
+    (72, 16, 32, False, 1),  # last group is partial
     (72, 16, 32, True, 0),
-    (64, 24, -1, False, 1),   # one group per output row
+    (64, 24, -1, False, 1),  # one group per output row
 ]
 
 

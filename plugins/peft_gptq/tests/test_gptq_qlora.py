@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from peft_gptq_helpers import PROMPT, losses, train_args
 
 from tuning_core.pipeline import run_training
-
-from peft_gptq_helpers import PROMPT, losses, train_args
 
 pytest.importorskip("bitsandbytes")
 pytestmark = pytest.mark.slow
@@ -14,8 +13,19 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def qlora_run(tiny_llama, twitter_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("qlora")
-    result = run_training(train_args(tiny_llama, twitter_data, out, "--bnb_qlora", "nf4", "--target_modules",
-                                     "all-linear", "--save_model_dir", out / "final"))
+    result = run_training(
+        train_args(
+            tiny_llama,
+            twitter_data,
+            out,
+            "--bnb_qlora",
+            "nf4",
+            "--target_modules",
+            "all-linear",
+            "--save_model_dir",
+            out / "final",
+        )
+    )
     return out, result
 
 
@@ -39,8 +49,12 @@ def test_adapter_loads_with_plain_peft_on_a_4bit_base(qlora_run, tiny_llama):
 
     out, result = qlora_run
     tok = AutoTokenizer.from_pretrained(out / "final")
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.float32)
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
     base = AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quant, dtype=torch.float32)
     base.resize_token_embeddings(len(tok))
     model = PeftModel.from_pretrained(base, out / "final").eval()
@@ -60,12 +74,25 @@ def test_adapter_loads_with_plain_peft_on_a_4bit_base(qlora_run, tiny_llama):
 def _loaded(tiny_llama, tmp_path, dtype):
     from tuning_core.config import load_train_config
     from tuning_core.plugins import get_plugin_manager
-
     from tuning_core_peft_gptq import plugin
 
-    config = load_train_config(["--model_name_or_path", str(tiny_llama), "--output_dir", str(tmp_path),
-                                "--bnb_qlora", "fp4", "--peft_method", "lora", "--torch_dtype", dtype,
-                                "--target_modules", "all-linear"], get_plugin_manager())
+    config = load_train_config(
+        [
+            "--model_name_or_path",
+            str(tiny_llama),
+            "--output_dir",
+            str(tmp_path),
+            "--bnb_qlora",
+            "fp4",
+            "--peft_method",
+            "lora",
+            "--torch_dtype",
+            dtype,
+            "--target_modules",
+            "all-linear",
+        ],
+        get_plugin_manager(),
+    )
     return config, plugin.tuning_core_load_model(config=config, purpose="train")
 
 

@@ -19,9 +19,24 @@ def test_interpreted_kernels_match_torch_path():
     """Runs triton_interpreted_cases.py (forward and input-gradient, float32/bfloat16/float16,
     desc_act, partial tiles, v1/v2 zeros) in a process started with TRITON_INTERPRET=1."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                           str(HERE / "triton_interpreted_cases.py")], capture_output=True, text=True, env=env,
-                          cwd=HERE, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            str(HERE / "triton_interpreted_cases.py"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=HERE,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout
 
@@ -40,7 +55,7 @@ def test_cpu_tensor_without_interpreter_is_refused(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("desc_act", [False, True])
 def test_compiled_kernels_on_gpu(dtype, desc_act):
-    layer, ref, _ = random_layer(256, 192, 64, desc_act, 1, bias=True, dtype=dtype)
+    layer, _ref, _ = random_layer(256, 192, 64, desc_act, 1, bias=True, dtype=dtype)
     layer = layer.cuda()
     x = torch.randn(77, 256, device="cuda", dtype=dtype, requires_grad=True)
     g = torch.randn(77, 192, device="cuda", dtype=dtype)

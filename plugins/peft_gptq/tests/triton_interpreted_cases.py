@@ -8,7 +8,6 @@ import os
 
 import pytest
 import torch
-
 from peft_gptq_helpers import random_layer
 
 pytest.importorskip("triton")
@@ -18,7 +17,7 @@ assert os.environ.get("TRITON_INTERPRET") == "1", "run through test_gptq_triton.
 CASES = [  # (rows, in, out, group size, desc_act, zero offset)
     (1, 64, 64, 32, False, 1),
     (5, 64, 48, 32, True, 1),
-    (33, 96, 72, 32, True, 0),   # rows and columns not multiples of the tiles
+    (33, 96, 72, 32, True, 0),  # rows and columns not multiples of the tiles
     (7, 72, 16, 16, False, 0),
     (3, 64, 24, -1, False, 1),
 ]

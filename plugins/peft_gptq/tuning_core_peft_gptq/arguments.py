@@ -10,15 +10,25 @@ BNB_QUANT_TYPES = ("nf4", "fp4")
 
 @dataclass
 class QuantizedLoraArguments:
-    auto_gptq: list[str] | None = field(default=None, metadata={
-        "help": "GPTQ-LoRA: train LoRA on a 4-bit GPTQ checkpoint (needs --peft_method lora). fms-hf-tuning's "
-                "form is `--auto_gptq triton_v2`: the fused Triton dequantize-matmul kernel on a GPU, the torch "
-                "dequantize-then-matmul path on CPU. `torch` forces the torch path everywhere.",
-        "choices": GPTQ_KERNELS, "nargs": "+"})
-    bnb_qlora: list[str] | None = field(default=None, metadata={
-        "help": "QLoRA: load the base in 4-bit with bitsandbytes (double quantization on) and train LoRA on it "
-                "(needs --peft_method lora). `--bnb_qlora nf4`; a config file may say \"nf4\" or [\"nf4\"].",
-        "choices": BNB_QUANT_TYPES, "nargs": "+"})
+    auto_gptq: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "GPTQ-LoRA: train LoRA on a 4-bit GPTQ checkpoint (needs --peft_method lora). fms-hf-tuning's "
+            "form is `--auto_gptq triton_v2`: the fused Triton dequantize-matmul kernel on a GPU, the torch "
+            "dequantize-then-matmul path on CPU. `torch` forces the torch path everywhere.",
+            "choices": GPTQ_KERNELS,
+            "nargs": "+",
+        },
+    )
+    bnb_qlora: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "QLoRA: load the base in 4-bit with bitsandbytes (double quantization on) and train LoRA on it "
+            '(needs --peft_method lora). `--bnb_qlora nf4`; a config file may say "nf4" or ["nf4"].',
+            "choices": BNB_QUANT_TYPES,
+            "nargs": "+",
+        },
+    )
 
 
 def gptq_kernel(config) -> str | None:

@@ -32,17 +32,29 @@ class GPTQFormat:
         return 1 if self.checkpoint_format == "gptq" else 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GPTQFormat":
+    def from_dict(cls, d: dict) -> GPTQFormat:
         known = {"bits", "group_size", "desc_act", "sym", "checkpoint_format", "format"}
         fmt = d.get("checkpoint_format", d.get("format", "gptq"))
-        return cls(bits=int(d.get("bits", 4)), group_size=int(d.get("group_size", 128)),
-                   desc_act=bool(d.get("desc_act", False)), sym=bool(d.get("sym", True)),
-                   checkpoint_format=str(fmt), extra={k: v for k, v in d.items() if k not in known})
+        return cls(
+            bits=int(d.get("bits", 4)),
+            group_size=int(d.get("group_size", 128)),
+            desc_act=bool(d.get("desc_act", False)),
+            sym=bool(d.get("sym", True)),
+            checkpoint_format=str(fmt),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
 
     def to_dict(self) -> dict:
-        return {**self.extra, "bits": self.bits, "group_size": self.group_size, "desc_act": self.desc_act,
-                "sym": self.sym, "quant_method": "gptq", "checkpoint_format": self.checkpoint_format,
-                "pack_dtype": "int32"}
+        return {
+            **self.extra,
+            "bits": self.bits,
+            "group_size": self.group_size,
+            "desc_act": self.desc_act,
+            "sym": self.sym,
+            "quant_method": "gptq",
+            "checkpoint_format": self.checkpoint_format,
+            "pack_dtype": "int32",
+        }
 
     def problems(self) -> list[str]:
         """What this plugin cannot serve in the checkpoint (empty when all is fine)."""
@@ -59,8 +71,9 @@ class GPTQFormat:
 
     def describe(self) -> str:
         group = "per-channel" if self.group_size == -1 else f"group {self.group_size}"
-        return (f"GPTQ {self.bits}-bit, {group}, desc_act={self.desc_act}, sym={self.sym}, "
-                f"format {self.checkpoint_format}")
+        return (
+            f"GPTQ {self.bits}-bit, {group}, desc_act={self.desc_act}, sym={self.sym}, format {self.checkpoint_format}"
+        )
 
 
 def _read_json(model_path: str, filename: str) -> dict | None:
@@ -74,7 +87,7 @@ def _read_json(model_path: str, filename: str) -> dict | None:
         from huggingface_hub import hf_hub_download
 
         return json.loads(Path(hf_hub_download(model_path, filename)).read_text())
-    except Exception:  # noqa: BLE001 - missing file, offline, no such repo: not a GPTQ checkpoint we can see
+    except Exception:
         return None
 
 

@@ -20,11 +20,11 @@ from tuning_core_peft_gptq.nibbles import MAXQ
 class QuantizedWeight:
     """GPTQ output in checkpoint orientation (before packing)."""
 
-    q: torch.Tensor        # [in, out] int32 in [0, 15]
-    scales: torch.Tensor   # [groups, out] float16
-    zeros: torch.Tensor    # [groups, out] int32, the true zero points
-    g_idx: torch.Tensor    # [in] int32, the group of each input feature
-    error: float           # sum of squared output error estimated by GPTQ
+    q: torch.Tensor  # [in, out] int32 in [0, 15]
+    scales: torch.Tensor  # [groups, out] float16
+    zeros: torch.Tensor  # [groups, out] int32, the true zero points
+    g_idx: torch.Tensor  # [in] int32, the group of each input feature
+    error: float  # sum of squared output error estimated by GPTQ
 
     def dequantize(self) -> torch.Tensor:
         """[in, out] float32, what the packed tensors decode to."""
@@ -80,16 +80,22 @@ def _one_thread(device: torch.device):
         torch.set_num_threads(before)
 
 
-def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, group_size: int = 128, desc_act: bool = False,
-                  sym: bool = True, damp_percent: float = 0.01, block_size: int = 128,
-                  min_zero: int = 0) -> QuantizedWeight:
+def gptq_quantize(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    group_size: int = 128,
+    desc_act: bool = False,
+    sym: bool = True,
+    damp_percent: float = 0.01,
+    block_size: int = 128,
+    min_zero: int = 0,
+) -> QuantizedWeight:
     """Quantize ``weight`` [out, in] given ``hessian`` = 2/n * sum(x x^T) [in, in] of its inputs.
 
     Runs on the weight's device; the result is on CPU.
     """
     with _one_thread(weight.device):
-        return _gptq(weight, hessian.to(weight.device), group_size, desc_act, sym, damp_percent, block_size,
-                     min_zero)
+        return _gptq(weight, hessian.to(weight.device), group_size, desc_act, sym, damp_percent, block_size, min_zero)
 
 
 def _gptq(weight, hessian, group_size, desc_act, sym, damp_percent, block_size, min_zero) -> QuantizedWeight:
@@ -123,8 +129,13 @@ def _gptq(weight, hessian, group_size, desc_act, sym, damp_percent, block_size, 
 
     inv = torch.argsort(perm)
     g_idx = (inv // gs).to(torch.int32)  # original input i sits at position inv[i] in quantization order
-    return QuantizedWeight(q=q[:, inv].t().contiguous().cpu(), scales=scales.half().cpu(), zeros=zeros.cpu(),
-                           g_idx=g_idx.cpu(), error=float(total_err))
+    return QuantizedWeight(
+        q=q[:, inv].t().contiguous().cpu(),
+        scales=scales.half().cpu(),
+        zeros=zeros.cpu(),
+        g_idx=g_idx.cpu(),
+        error=float(total_err),
+    )
 
 
 def _quantize_block(w1, err1, hinv1, q, scales, zeros, i1: int, gs: int, sym: bool, min_zero: int):
@@ -134,7 +145,7 @@ def _quantize_block(w1, err1, hinv1, q, scales, zeros, i1: int, gs: int, sym: bo
         col = i1 + i
         if col % gs == 0:
             g = col // gs
-            scale, zero = group_params(w1[:, i:i + gs], sym, min_zero)
+            scale, zero = group_params(w1[:, i : i + gs], sym, min_zero)
             scales[g], zeros[g] = scale, zero.int()
         qi, deq = _fake_quant(w1[:, i], scale, zero)
         q[:, col] = qi.int()

@@ -61,22 +61,34 @@ def _install_quant_linears(model, tensors, fmt: GPTQFormat, dtype: torch.dtype) 
             raise GPTQLoadError(f"checkpoint layer {prefix!r} has no module of that name in the model") from exc
         qweight = tensors.pop(f"{prefix}.qweight")
         if not isinstance(target, torch.nn.Linear) or (target.in_features, target.out_features) != (
-                qweight.shape[0] * 8, qweight.shape[1]):
+            qweight.shape[0] * 8,
+            qweight.shape[1],
+        ):
             raise GPTQLoadError(f"{prefix}: packed shape {tuple(qweight.shape)} does not fit {target}")
         layer = QuantLinear.from_packed(
-            qweight, tensors.pop(f"{prefix}.qzeros"), tensors.pop(f"{prefix}.scales"),
-            tensors.pop(f"{prefix}.g_idx"), bias=tensors.pop(f"{prefix}.bias", None) if target.bias is not None
-            else None, zero_offset=fmt.zero_offset,
-            group_size=None if fmt.group_size == -1 else fmt.group_size, dtype=dtype)
+            qweight,
+            tensors.pop(f"{prefix}.qzeros"),
+            tensors.pop(f"{prefix}.scales"),
+            tensors.pop(f"{prefix}.g_idx"),
+            bias=tensors.pop(f"{prefix}.bias", None) if target.bias is not None else None,
+            zero_offset=fmt.zero_offset,
+            group_size=None if fmt.group_size == -1 else fmt.group_size,
+            dtype=dtype,
+        )
         tensors.pop(f"{prefix}.bias", None)  # GPTQModel writes zero biases for bias-free layers
         parent_name, _, child = prefix.rpartition(".")
         setattr(model.get_submodule(parent_name), child, layer)
     return prefixes
 
 
-def load_gptq_model(model_path: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
-                    device: str | torch.device | None = None, backend: str = "auto",
-                    attn_implementation: str | None = None):
+def load_gptq_model(
+    model_path: str,
+    dtype: torch.dtype = torch.float32,
+    trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
+    backend: str = "auto",
+    attn_implementation: str | None = None,
+):
     """Return (model, fmt): the model in eval mode with every packed layer as a QuantLinear."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -26,8 +26,11 @@ def gptq_target_modules(model, targets):
     if targets != "all-linear":
         return targets
     names = {n for n, m in model.named_modules() if isinstance(m, QuantLinear)}
-    others = {n.rpartition(".")[2] for n, m in model.named_modules()
-              if n and not isinstance(m, QuantLinear) and hasattr(m, "in_features")}
+    others = {
+        n.rpartition(".")[2]
+        for n, m in model.named_modules()
+        if n and not isinstance(m, QuantLinear) and hasattr(m, "in_features")
+    }
     leaves = {n.rpartition(".")[2] for n in names}
     # Leaf names (q_proj, ...) read better in adapter_config.json; full names only when a leaf is ambiguous.
     return sorted(leaves) if not (leaves & others) else sorted(names)

@@ -6,7 +6,6 @@ Import-light by contract: torch, transformers and peft load inside the hooks.
 from __future__ import annotations
 
 from tuning_core.plugin_api import CliCommand, hookimpl
-
 from tuning_core_peft_gptq.arguments import QuantizedLoraArguments, bnb_quant_type, gptq_kernel
 
 
@@ -71,6 +70,11 @@ def _quantize_run(args) -> int:
 
 @hookimpl
 def tuning_core_cli_commands():
-    return [CliCommand(name="quantize", help="Quantize a float checkpoint to a 4-bit GPTQ checkpoint (GPTQ with "
-                                             "calibration data).",
-                       add_arguments=_quantize_arguments, run=_quantize_run)]
+    return [
+        CliCommand(
+            name="quantize",
+            help="Quantize a float checkpoint to a 4-bit GPTQ checkpoint (GPTQ with calibration data).",
+            add_arguments=_quantize_arguments,
+            run=_quantize_run,
+        )
+    ]

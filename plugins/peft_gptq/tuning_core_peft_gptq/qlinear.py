@@ -29,8 +29,16 @@ def _contiguous_groups(g_idx: torch.Tensor, group_size: int) -> bool:
 class QuantLinear(nn.Linear):
     """A frozen 4-bit GPTQ linear layer: ``y = x @ dequant(qweight) + bias``."""
 
-    def __init__(self, in_features: int, out_features: int, group_size: int = 128, bias: bool = False,
-                 zero_offset: int = 1, device=None, dtype=torch.float32):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        group_size: int = 128,
+        bias: bool = False,
+        zero_offset: int = 1,
+        device=None,
+        dtype=torch.float32,
+    ):
         nn.Module.__init__(self)  # deliberately not nn.Linear.__init__: no float weight
         if in_features % nibbles.PER_INT32 or out_features % nibbles.PER_INT32:
             raise ValueError(f"GPTQ packing needs in/out features divisible by 8, got {in_features}x{out_features}")
@@ -53,14 +61,30 @@ class QuantLinear(nn.Linear):
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
-    def from_packed(cls, qweight, qzeros, scales, g_idx, bias=None, zero_offset: int = 1,
-                    group_size: int | None = None, dtype: torch.dtype = torch.float32) -> "QuantLinear":
+    def from_packed(
+        cls,
+        qweight,
+        qzeros,
+        scales,
+        g_idx,
+        bias=None,
+        zero_offset: int = 1,
+        group_size: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> QuantLinear:
         """Build from checkpoint tensors; the group size is inferred from the shapes when not given."""
         in_features, out_features = qweight.shape[0] * 8, qweight.shape[1]
         if group_size is None:
             group_size = math.ceil(in_features / scales.shape[0])
-        layer = cls(in_features, out_features, group_size=group_size, bias=bias is not None,
-                    zero_offset=zero_offset, device=qweight.device, dtype=dtype)
+        layer = cls(
+            in_features,
+            out_features,
+            group_size=group_size,
+            bias=bias is not None,
+            zero_offset=zero_offset,
+            device=qweight.device,
+            dtype=dtype,
+        )
         layer.qweight.copy_(qweight)
         layer.qzeros.copy_(qzeros)
         layer.scales.copy_(scales)
@@ -77,8 +101,10 @@ class QuantLinear(nn.Linear):
         return super()._load_from_state_dict(*args, **kwargs)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, bits=4, "
-                f"group_size={self.group_size}, bias={self.bias is not None}, backend={self.backend}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bits=4, "
+            f"group_size={self.group_size}, bias={self.bias is not None}, backend={self.backend}"
+        )
 
     # --- numerics -----------------------------------------------------------------------------
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -133,8 +159,7 @@ def _matmul_t(grad: torch.Tensor, layer: QuantLinear, backend: str) -> torch.Ten
     if backend == "triton":
         from tuning_core_peft_gptq import triton_kernels
 
-        return triton_kernels.matmul_t(grad, layer.qweight, layer.scales, layer.qzeros, layer.g_idx,
-                                       layer.zero_offset)
+        return triton_kernels.matmul_t(grad, layer.qweight, layer.scales, layer.qzeros, layer.g_idx, layer.zero_offset)
     return grad @ layer.dequantize(grad.dtype).t()
 
 

@@ -30,11 +30,20 @@ class QuantizeOptions:
     checkpoint_format: str = "gptq"
 
     def format(self) -> GPTQFormat:
-        return GPTQFormat(bits=4, group_size=self.group_size, desc_act=self.desc_act, sym=self.sym,
-                          checkpoint_format=self.checkpoint_format,
-                          extra={"damp_percent": self.damp_percent, "true_sequential": self.true_sequential,
-                                 "static_groups": False, "lm_head": False,
-                                 "meta": {"quantizer": ["tuning-core-peft-gptq"]}})
+        return GPTQFormat(
+            bits=4,
+            group_size=self.group_size,
+            desc_act=self.desc_act,
+            sym=self.sym,
+            checkpoint_format=self.checkpoint_format,
+            extra={
+                "damp_percent": self.damp_percent,
+                "true_sequential": self.true_sequential,
+                "static_groups": False,
+                "lm_head": False,
+                "meta": {"quantizer": ["tuning-core-peft-gptq"]},
+            },
+        )
 
 
 class _Captured(Exception):
@@ -67,11 +76,11 @@ def calibration_batches(tokenizer, texts: list[str], num_samples: int, seq_len: 
         if len(ids) >= num_samples * seq_len:
             break
     seq_len = min(seq_len, len(ids))
-    chunks = [ids[i:i + seq_len] for i in range(0, len(ids) - seq_len + 1, seq_len)][:num_samples]
+    chunks = [ids[i : i + seq_len] for i in range(0, len(ids) - seq_len + 1, seq_len)][:num_samples]
     if not chunks:
         raise ValueError("the calibration data gave no tokens")
     data = torch.tensor(chunks)
-    return [data[i:i + batch_size] for i in range(0, len(data), batch_size)]
+    return [data[i : i + batch_size] for i in range(0, len(data), batch_size)]
 
 
 def _capture_inputs(model, layers, batches, device):
@@ -110,8 +119,7 @@ def _with_hidden(args, kwargs, hidden):
 def _stages(layer, linears: dict[str, nn.Linear], inputs) -> list[list[str]]:
     """Group the linears by the input tensor they share, in call order."""
     seen: list[tuple[str, torch.Tensor]] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, a, n=name: seen.append((n, a[0])))
-             for name, m in linears.items()]
+    hooks = [m.register_forward_pre_hook(lambda mod, a, n=name: seen.append((n, a[0]))) for name, m in linears.items()]
     try:
         _run(layer, inputs[:1])
     finally:
@@ -131,8 +139,9 @@ def _stages(layer, linears: dict[str, nn.Linear], inputs) -> list[list[str]]:
 
 
 def _quantize_stage(layer, linears, names, inputs, opts, min_zero) -> dict[str, QuantizedWeight]:
-    sums = {n: torch.zeros(linears[n].in_features, linears[n].in_features, device=linears[n].weight.device)
-            for n in names}
+    sums = {
+        n: torch.zeros(linears[n].in_features, linears[n].in_features, device=linears[n].weight.device) for n in names
+    }
     counts = dict.fromkeys(names, 0)
 
     def accumulate(name):
@@ -140,6 +149,7 @@ def _quantize_stage(layer, linears, names, inputs, opts, min_zero) -> dict[str, 
             x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
             sums[name] += x.t() @ x
             counts[name] += x.shape[0]
+
         return hook
 
     hooks = [linears[n].register_forward_pre_hook(accumulate(n)) for n in names]
@@ -152,8 +162,15 @@ def _quantize_stage(layer, linears, names, inputs, opts, min_zero) -> dict[str, 
     for n in names:
         lin = linears[n]
         hessian = 2 * sums[n] / max(counts[n], 1)
-        res = gptq_quantize(lin.weight.detach(), hessian, group_size=opts.group_size,
-                            desc_act=opts.desc_act, sym=opts.sym, damp_percent=opts.damp_percent, min_zero=min_zero)
+        res = gptq_quantize(
+            lin.weight.detach(),
+            hessian,
+            group_size=opts.group_size,
+            desc_act=opts.desc_act,
+            sym=opts.sym,
+            damp_percent=opts.damp_percent,
+            min_zero=min_zero,
+        )
         # Later stages and layers must see what the checkpoint will compute.
         lin.weight.data = res.dequantize().t().to(lin.weight.dtype).to(lin.weight.device)
         results[n] = res
@@ -176,7 +193,7 @@ def quantize_model(model, batches, opts: QuantizeOptions, log=print) -> dict[str
             for n, res in _quantize_stage(layer, linears, names, inputs, opts, min_zero).items():
                 results[f"{prefix}.{i}.{n}"] = res
         outs = _run(layer, inputs)
-        inputs = [_with_hidden(a, k, h) for (a, k), h in zip(inputs, outs)]
+        inputs = [_with_hidden(a, k, h) for (a, k), h in zip(inputs, outs, strict=False)]
         log(f"quantized layer {i + 1}/{len(layers)}: {', '.join(linears)}")
     return results
 
@@ -184,10 +201,16 @@ def quantize_model(model, batches, opts: QuantizeOptions, log=print) -> dict[str
 def to_quant_linear(linear: nn.Linear, res: QuantizedWeight, fmt: GPTQFormat) -> QuantLinear:
     stored_zeros = (res.zeros - fmt.zero_offset) & nibbles.MAXQ
     bias = linear.bias.detach() if linear.bias is not None else None
-    return QuantLinear.from_packed(nibbles.pack_rows(res.q), nibbles.pack_cols(stored_zeros), res.scales,
-                                   res.g_idx, bias=bias, zero_offset=fmt.zero_offset,
-                                   group_size=fmt.group_size if fmt.group_size != -1 else linear.in_features,
-                                   dtype=linear.weight.dtype)
+    return QuantLinear.from_packed(
+        nibbles.pack_rows(res.q),
+        nibbles.pack_cols(stored_zeros),
+        res.scales,
+        res.g_idx,
+        bias=bias,
+        zero_offset=fmt.zero_offset,
+        group_size=fmt.group_size if fmt.group_size != -1 else linear.in_features,
+        dtype=linear.weight.dtype,
+    )
 
 
 def save_quantized(model, results: dict[str, QuantizedWeight], fmt: GPTQFormat, out_dir, tokenizer=None) -> Path:

@@ -25,7 +25,7 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels(interpret: bool):
     # triton.jit picks the interpreter or the compiler when it wraps the function,
     # so wrap on demand and keep one set per mode.
@@ -63,8 +63,24 @@ def matmul(x, qweight, scales, qzeros, g_idx, zero_offset: int) -> torch.Tensor:
     bm, bn, bk = _block_m(m), 64, 32
     fwd, _ = _kernels(_interpreting())
     grid = (triton_cdiv(m, bm), triton_cdiv(n, bn))
-    fwd[grid](x, qweight, scales, qzeros, g_idx, out, m, n, k, zero_offset, x.stride(0), out.stride(0),
-              BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, F32_DOT=_f32_dot(x.dtype))
+    fwd[grid](
+        x,
+        qweight,
+        scales,
+        qzeros,
+        g_idx,
+        out,
+        m,
+        n,
+        k,
+        zero_offset,
+        x.stride(0),
+        out.stride(0),
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        BLOCK_K=bk,
+        F32_DOT=_f32_dot(x.dtype),
+    )
     return out
 
 
@@ -78,8 +94,24 @@ def matmul_t(grad, qweight, scales, qzeros, g_idx, zero_offset: int) -> torch.Te
     bm, bn, bk = _block_m(m), 64, 32
     _, bwd = _kernels(_interpreting())
     grid = (triton_cdiv(m, bm), triton_cdiv(k, bk))
-    bwd[grid](grad, qweight, scales, qzeros, g_idx, out, m, n, k, zero_offset, grad.stride(0), out.stride(0),
-              BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, F32_DOT=_f32_dot(grad.dtype))
+    bwd[grid](
+        grad,
+        qweight,
+        scales,
+        qzeros,
+        g_idx,
+        out,
+        m,
+        n,
+        k,
+        zero_offset,
+        grad.stride(0),
+        out.stride(0),
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        BLOCK_K=bk,
+        F32_DOT=_f32_dot(grad.dtype),
+    )
     return out
 
 

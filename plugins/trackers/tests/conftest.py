@@ -30,8 +30,9 @@ def train_args(tiny_llama, twitter_data):
     """argv for a 4-step LoRA run on the tiny model; add --output_dir and tracker flags."""
 
     def build(output_dir, *extra):
-        return train_argv(tiny_llama, twitter_data, output_dir, "--peft_method", "lora", *extra, steps=4, batch=4,
-                          lr="1e-3")
+        return train_argv(
+            tiny_llama, twitter_data, output_dir, "--peft_method", "lora", *extra, steps=4, batch=4, lr="1e-3"
+        )
 
     return build
 
@@ -66,8 +67,8 @@ def read_aim_run(info_path):
     assert run is not None, f"Aim run {info['run_hash']} not found in {info['repo']}"
     series = {}
     for metric in run.metrics():
-        steps, (values, epochs, _timestamps) = metric.data.items_list()
-        series[(metric.name, metric.context.to_dict().get("subset"))] = list(zip(steps, values))
+        steps, (values, _epochs, _timestamps) = metric.data.items_list()
+        series[(metric.name, metric.context.to_dict().get("subset"))] = list(zip(steps, values, strict=False))
     return info, run, series
 
 
@@ -79,9 +80,13 @@ def read_mlflow_run(info_path):
         info = json.load(f)
     client = MlflowClient(tracking_uri=info["tracking_uri"])
     run = client.get_run(info["run_id"])
-    series = {key: [(m.step, m.value) for m in sorted(client.get_metric_history(info["run_id"], key),
-                                                       key=lambda m: (m.step, m.timestamp))]
-              for key in run.data.metrics}
+    series = {
+        key: [
+            (m.step, m.value)
+            for m in sorted(client.get_metric_history(info["run_id"], key), key=lambda m: (m.step, m.timestamp))
+        ]
+        for key in run.data.metrics
+    }
     return info, run, series, client
 
 

@@ -25,13 +25,38 @@ def _session_events(folder) -> list[dict]:
 
 def test_offline_clearml_task_holds_losses_config_and_metadata(tmp_path, train_args, file_log):
     out = tmp_path / "run-c"
-    env = {**os.environ, "CLEARML_OFFLINE_MODE": "1", "CLEARML_CACHE_DIR": str(tmp_path / "clearml-cache"),
-           "HOME": str(tmp_path), "TUNING_CORE_PLUGINS": "trackers"}
+    env = {
+        **os.environ,
+        "CLEARML_OFFLINE_MODE": "1",
+        "CLEARML_CACHE_DIR": str(tmp_path / "clearml-cache"),
+        "HOME": str(tmp_path),
+        "TUNING_CORE_PLUGINS": "trackers",
+    }
     # A subprocess: ClearML keeps process-wide state (the current task, its reporting threads).
-    proc = subprocess.run([sys.executable, "-m", "tuning_core", "train",
-                           *train_args(out, "--trackers", "file_logger", "clearml", "--clearml_project", "proj-x",
-                                       "--clearml_task", "task-y", "--exp_metadata", '{"gpu": "none"}')],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuning_core",
+            "train",
+            *train_args(
+                out,
+                "--trackers",
+                "file_logger",
+                "clearml",
+                "--clearml_project",
+                "proj-x",
+                "--clearml_task",
+                "task-y",
+                "--exp_metadata",
+                '{"gpu": "none"}',
+            ),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((out / "clearml_tracker.json").read_text())
     assert info["project"] == "proj-x" and info["task"] == "task-y" and info["task_id"].startswith("offline-")

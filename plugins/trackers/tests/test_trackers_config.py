@@ -33,9 +33,26 @@ def _error(tmp_path, *flags) -> str:
 
 
 def test_flags_parse_with_fms_names(tmp_path):
-    config = _validate(tmp_path, "--trackers", "aim", "mlflow", "--aim_repo", "r", "--aim_experiment", "a",
-                       "--mlflow_tracking_uri", "sqlite:///x.db", "--mlflow_experiment", "m", "--experiment", "e",
-                       "--exp_metadata", '{"k": 1}', "--run_uri_export_path", "ids")
+    config = _validate(
+        tmp_path,
+        "--trackers",
+        "aim",
+        "mlflow",
+        "--aim_repo",
+        "r",
+        "--aim_experiment",
+        "a",
+        "--mlflow_tracking_uri",
+        "sqlite:///x.db",
+        "--mlflow_experiment",
+        "m",
+        "--experiment",
+        "e",
+        "--exp_metadata",
+        '{"k": 1}',
+        "--run_uri_export_path",
+        "ids",
+    )
     assert (config.aim_repo, config.aim_experiment, config.experiment) == ("r", "a", "e")
     assert (config.mlflow_tracking_uri, config.mlflow_experiment) == ("sqlite:///x.db", "m")
     assert config.exp_metadata == '{"k": 1}' and config.run_uri_export_path == "ids"
@@ -56,21 +73,29 @@ def test_defaults_live_under_output_dir(tmp_path):
 def test_remote_aim_server_url(tmp_path):
     from tuning_core_trackers import settings
 
-    config = _validate(tmp_path, "--trackers", "aim", "--aim_remote_server_ip", "127.0.0.1",
-                       "--aim_remote_server_port", "53800")
+    config = _validate(
+        tmp_path, "--trackers", "aim", "--aim_remote_server_ip", "127.0.0.1", "--aim_remote_server_port", "53800"
+    )
     assert settings.aim_settings(config, "o").repo == "aim://127.0.0.1:53800"
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--exp_metadata", "{gpu: A100}"], "--exp_metadata must be a JSON object"),
-    (["--exp_metadata", '["a", "b"]'], "--exp_metadata must be a JSON object (key/value pairs), not list"),
-    (["--trackers", "aim", "--aim_remote_server_ip", "h"], "--aim_remote_server_port is missing"),
-    (["--trackers", "aim", "--aim_remote_server_port", "80"], "--aim_remote_server_ip is missing"),
-    (["--trackers", "aim", "--aim_remote_server_ip", "h", "--aim_remote_server_port", "70000"],
-     "--aim_remote_server_port must be a TCP port"),
-    (["--trackers", "aim", "--aim_repo", "r", "--aim_remote_server_ip", "h", "--aim_remote_server_port", "80"],
-     "either --aim_repo"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--exp_metadata", "{gpu: A100}"], "--exp_metadata must be a JSON object"),
+        (["--exp_metadata", '["a", "b"]'], "--exp_metadata must be a JSON object (key/value pairs), not list"),
+        (["--trackers", "aim", "--aim_remote_server_ip", "h"], "--aim_remote_server_port is missing"),
+        (["--trackers", "aim", "--aim_remote_server_port", "80"], "--aim_remote_server_ip is missing"),
+        (
+            ["--trackers", "aim", "--aim_remote_server_ip", "h", "--aim_remote_server_port", "70000"],
+            "--aim_remote_server_port must be a TCP port",
+        ),
+        (
+            ["--trackers", "aim", "--aim_repo", "r", "--aim_remote_server_ip", "h", "--aim_remote_server_port", "80"],
+            "either --aim_repo",
+        ),
+    ],
+)
 def test_bad_tracker_flags_are_config_errors_naming_the_flag(tmp_path, flags, expected):
     assert expected in _error(tmp_path, *flags)
 
@@ -83,12 +108,15 @@ def test_paths_that_are_files_are_config_errors(tmp_path):
     assert "--run_uri_export_path must be a folder" in _error(tmp_path, "--run_uri_export_path", str(a_file))
 
 
-@pytest.mark.parametrize("tracker, hidden, extra", [
-    ("aim", "aim", "tuning-core-trackers[aim]"),
-    ("mlflow", "mlflow", "tuning-core-trackers[mlflow]"),
-    ("mlflow", "sqlalchemy", "tuning-core-trackers[mlflow]"),  # the default SQLite store needs it
-    ("clearml", "clearml", "tuning-core-trackers[clearml]"),
-])
+@pytest.mark.parametrize(
+    "tracker, hidden, extra",
+    [
+        ("aim", "aim", "tuning-core-trackers[aim]"),
+        ("mlflow", "mlflow", "tuning-core-trackers[mlflow]"),
+        ("mlflow", "sqlalchemy", "tuning-core-trackers[mlflow]"),  # the default SQLite store needs it
+        ("clearml", "clearml", "tuning-core-trackers[clearml]"),
+    ],
+)
 def test_missing_library_names_the_extra(tmp_path, monkeypatch, tracker, hidden, extra):
     monkeypatch.setitem(sys.modules, hidden, None)  # what an environment without the library looks like
     message = _error(tmp_path, "--trackers", tracker)
@@ -105,8 +133,12 @@ def test_only_the_main_process_records(tmp_path):
     config = _validate(tmp_path, "--trackers", "aim", "mlflow")
     pm = get_plugin_manager()
     worker = RunContext(output_dir=str(tmp_path / "out"), is_main_process=False)
-    names = lambda run: [type(cb).__name__ for cbs in pm.hook.tuning_core_trainer_callbacks(config=config, run=run)
-                         for cb in cbs]
+
+    def names(run):
+        return [
+            type(cb).__name__ for cbs in pm.hook.tuning_core_trainer_callbacks(config=config, run=run) for cb in cbs
+        ]
+
     assert "AimTracker" not in names(worker) and "MlflowTracker" not in names(worker)
     assert {"AimTracker", "MlflowTracker"} <= set(names(RunContext(output_dir=str(tmp_path / "out"))))
     assert not (tmp_path / "out").exists()  # building callbacks opens nothing; runs open with the trainer
@@ -123,8 +155,10 @@ def test_tracker_flags_without_the_tracker_are_noted(tmp_path):
 
 
 def test_entry_point_module_imports_no_heavy_library():
-    code = ("import sys, tuning_core_trackers.plugin; "
-            "print([m for m in ('torch', 'transformers', 'aim', 'mlflow', 'clearml') if m in sys.modules])")
+    code = (
+        "import sys, tuning_core_trackers.plugin; "
+        "print([m for m in ('torch', 'transformers', 'aim', 'mlflow', 'clearml') if m in sys.modules])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
@@ -139,12 +173,15 @@ def test_aim_url_is_a_repository_url(tmp_path):
     assert (local.repo, local.remote) == (str(tmp_path / "r"), False)
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--aim_url", "aim://host"], "expected aim://HOST:PORT"),
-    (["--aim_url", "http://host:80"], "expected aim://HOST:PORT or a local folder"),
-    (["--aim_url", "aim://h:1", "--aim_repo", "r"], "give one of --aim_url"),
-    (["--aim_url", "aim://h:1", "--aim_remote_server_ip", "h", "--aim_remote_server_port", "1"], "give one of"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--aim_url", "aim://host"], "expected aim://HOST:PORT"),
+        (["--aim_url", "http://host:80"], "expected aim://HOST:PORT or a local folder"),
+        (["--aim_url", "aim://h:1", "--aim_repo", "r"], "give one of --aim_url"),
+        (["--aim_url", "aim://h:1", "--aim_remote_server_ip", "h", "--aim_remote_server_port", "1"], "give one of"),
+    ],
+)
 def test_bad_aim_url(tmp_path, flags, expected):
     assert expected in _error(tmp_path, "--trackers", "aim", *flags)
 

@@ -17,15 +17,30 @@ METADATA = {"gpu": "none", "team": {"name": "tuning"}, "runs": 3}
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, train_args, small_validation):
-    from tuning_core.testing.plugins import only_plugins
     from tuning_core.pipeline import run_training
+    from tuning_core.testing.plugins import only_plugins
 
     out = tmp_path_factory.mktemp("e2e") / "run-a"
     with only_plugins("trackers"):  # module scope: the autouse plugin fixture is not active yet
-        result = run_training(train_args(out, "--trackers", "file_logger", "aim", "mlflow",
-                                         "--experiment", "exp-e2e", "--exp_metadata", json.dumps(METADATA),
-                                         "--validation_data_path", str(small_validation),
-                                         "--eval_strategy", "steps", "--eval_steps", "2"))
+        result = run_training(
+            train_args(
+                out,
+                "--trackers",
+                "file_logger",
+                "aim",
+                "mlflow",
+                "--experiment",
+                "exp-e2e",
+                "--exp_metadata",
+                json.dumps(METADATA),
+                "--validation_data_path",
+                str(small_validation),
+                "--eval_strategy",
+                "steps",
+                "--eval_steps",
+                "2",
+            )
+        )
     return out, result
 
 
@@ -37,7 +52,7 @@ def test_file_log_is_the_reference(trained, file_log):
 
 
 def test_aim_run_holds_every_metric_at_its_step(trained, file_log, aim_reader):
-    out, result = trained
+    out, _result = trained
     info, run, series = aim_reader(out / "aim_tracker.json")
     log = file_log(out)
     assert info["repo"] == str(out / "aim")  # the documented default repository
@@ -63,7 +78,7 @@ def test_aim_run_holds_config_timings_and_metadata(trained, aim_reader):
     assert hparams["lr_scheduler_type"] == "linear"  # an enum in the trainer's args, plain text here
     assert run["exp_metadata"] == METADATA
     for key in ("model_load_seconds", "data_preprocessing_seconds"):
-        (step, seconds), = series[(key, "timings")]
+        ((step, seconds),) = series[(key, "timings")]
         assert step == 0 and seconds > 0 and seconds == run["timings"][key]
 
 
@@ -95,7 +110,7 @@ def test_mlflow_run_holds_config_timings_and_metadata(trained, mlflow_reader):
     assert params["exp_metadata.gpu"] == "none" and params["exp_metadata.runs"] == "3"
     assert json.loads(params["exp_metadata.team"]) == METADATA["team"]
     for key in ("model_load_seconds", "data_preprocessing_seconds"):
-        (step, seconds), = series[key]
+        ((step, seconds),) = series[key]
         assert step == 0 and seconds > 0 and math.isfinite(seconds)
 
 

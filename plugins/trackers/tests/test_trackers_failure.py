@@ -43,10 +43,11 @@ class FreezeStores:
         return [Freeze()]
 
 
-def test_broken_stores_are_reported_once_and_training_completes(tmp_path, train_args, file_log, caplog,
-                                                                 aim_reader, mlflow_reader):
-    from tuning_core.plugins import get_plugin_manager
+def test_broken_stores_are_reported_once_and_training_completes(
+    tmp_path, train_args, file_log, caplog, aim_reader, mlflow_reader
+):
     from tuning_core.pipeline import run_training
+    from tuning_core.plugins import get_plugin_manager
 
     assert shutil.which("chattr"), "this test needs chattr (e2fsprogs) to make the stores unwritable"
     out, aim_repo, mlruns, ids = tmp_path / "out", tmp_path / "aim-repo", tmp_path / "mlruns", tmp_path / "ids"
@@ -56,9 +57,24 @@ def test_broken_stores_are_reported_once_and_training_completes(tmp_path, train_
     get_plugin_manager().register(freeze, name="test_freeze_stores")
     caplog.set_level(logging.WARNING, logger="tuning_core_trackers")
     try:
-        result = run_training(train_args(out, "--trackers", "aim", "mlflow", "--aim_repo", str(aim_repo),
-                                         "--mlflow_tracking_uri", str(mlruns), "--run_uri_export_path", str(ids),
-                                         "--experiment", "shared", "--aim_experiment", "aim-only"))
+        result = run_training(
+            train_args(
+                out,
+                "--trackers",
+                "aim",
+                "mlflow",
+                "--aim_repo",
+                str(aim_repo),
+                "--mlflow_tracking_uri",
+                str(mlruns),
+                "--run_uri_export_path",
+                str(ids),
+                "--experiment",
+                "shared",
+                "--aim_experiment",
+                "aim-only",
+            )
+        )
     finally:
         if freeze.frozen_at is not None:
             _chattr("-i", aim_repo, mlruns)

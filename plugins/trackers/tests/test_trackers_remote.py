@@ -39,9 +39,22 @@ def aim_server(tmp_path):
     Repo.from_path(str(repo), init=True)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from aim.cli.cli import cli_entry_point; cli_entry_point()",
-         "server", "--repo", str(repo), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            "from aim.cli.cli import cli_entry_point; cli_entry_point()",
+            "server",
+            "--repo",
+            str(repo),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_for_port(port, proc)
         yield repo, port
@@ -60,8 +73,11 @@ def test_training_records_to_a_remote_aim_server(aim_server, tmp_path, train_arg
 
     repo, port = aim_server
     out = tmp_path / "out"
-    where = (["--aim_remote_server_ip", "127.0.0.1", "--aim_remote_server_port", str(port)] if how == "ip_and_port"
-             else ["--aim_url", f"aim://127.0.0.1:{port}"])
+    where = (
+        ["--aim_remote_server_ip", "127.0.0.1", "--aim_remote_server_port", str(port)]
+        if how == "ip_and_port"
+        else ["--aim_url", f"aim://127.0.0.1:{port}"]
+    )
     run_training(train_args(out, "--trackers", "aim", *where, "--exp_metadata", '{"where": "remote"}'))
     info_path = out / "aim_tracker.json"
     assert f'"repo": "aim://127.0.0.1:{port}"' in info_path.read_text()

@@ -13,7 +13,7 @@ def aim_series(key: str) -> tuple[str, dict]:
     """Trainer key -> Aim (name, context): `eval_loss` and `loss` are one metric in two subsets,
     which is how Aim's UI compares training and validation curves."""
     if key.startswith("eval_"):
-        return key[len("eval_"):], VAL
+        return key[len("eval_") :], VAL
     return key, TRAIN
 
 
@@ -30,8 +30,13 @@ class AimTracker(TrackerCallback):
 
         # System-param logging is off: it needs pkg_resources, gone from current setuptools.
         # Terminal capture is off: it would replace sys.stdout for the whole process.
-        self._run = Run(repo=self.settings.repo, experiment=self.settings.experiment,
-                        log_system_params=False, system_tracking_interval=None, capture_terminal_logs=False)
+        self._run = Run(
+            repo=self.settings.repo,
+            experiment=self.settings.experiment,
+            log_system_params=False,
+            system_tracking_interval=None,
+            capture_terminal_logs=False,
+        )
         self._run.name = self.run_name
         return {"run_hash": self._run.hash, "repo": self.settings.repo, "experiment": self.settings.experiment}
 

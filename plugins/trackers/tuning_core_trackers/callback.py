@@ -100,8 +100,14 @@ class TrackerCallback(TrainerCallback):
         except Exception as exc:  # any tracker fault: report once, keep training
             self._enabled = False
             self.failure = f"{type(exc).__name__}: {exc}"
-            logger.warning("%s tracker failed at %s (step %s) and is switched off for the rest of this run; "
-                           "training continues. Cause: %s", self.name, event, state.global_step, self.failure)
+            logger.warning(
+                "%s tracker failed at %s (step %s) and is switched off for the rest of this run; "
+                "training continues. Cause: %s",
+                self.name,
+                event,
+                state.global_step,
+                self.failure,
+            )
             try:
                 self._close(ok=False)
             except Exception:  # the storage is already broken; nothing more to report

@@ -12,7 +12,7 @@ SUMMARY = "timings"
 def clearml_series(key: str) -> tuple[str, str]:
     """Trainer key -> ClearML (title, series): `loss` and `eval_loss` are one plot with two lines."""
     if key.startswith("eval_"):
-        return key[len("eval_"):], "val"
+        return key[len("eval_") :], "val"
     return key, "train"
 
 
@@ -31,10 +31,15 @@ class ClearmlTracker(TrackerCallback):
             Task.set_offline(offline_mode=True)
         # Everything automatic is off: ClearML would otherwise patch frameworks, argparse and stdout
         # process-wide; this tracker reports only what the trainer logs.
-        self._task = Task.init(project_name=self.settings.project, task_name=self.settings.task,
-                               reuse_last_task_id=False, auto_connect_frameworks=False,
-                               auto_connect_arg_parser=False, auto_connect_streams=False,
-                               auto_resource_monitoring=False)
+        self._task = Task.init(
+            project_name=self.settings.project,
+            task_name=self.settings.task,
+            reuse_last_task_id=False,
+            auto_connect_frameworks=False,
+            auto_connect_arg_parser=False,
+            auto_connect_streams=False,
+            auto_resource_monitoring=False,
+        )
         info = {"task_id": self._task.id, "project": self.settings.project, "task": self.settings.task}
         if self.settings.offline:
             info["offline_folder"] = str(self._task.get_offline_mode_folder())

@@ -31,12 +31,16 @@ class MlflowTracker(TrackerCallback):
         # A client, not mlflow.start_run(): no process-global active run to leak into user code.
         self._client = MlflowClient(tracking_uri=self.settings.tracking_uri)
         experiment_id = self._experiment_id()
-        run = self._client.create_run(experiment_id, run_name=self.run_name,
-                                      tags={"mlflow.source.name": "tuning-core"})
+        run = self._client.create_run(experiment_id, run_name=self.run_name, tags={"mlflow.source.name": "tuning-core"})
         self._run_id = run.info.run_id
-        return {"run_id": run.info.run_id, "run_name": run.info.run_name, "run_uri": f"runs:/{run.info.run_id}",
-                "experiment_id": experiment_id, "experiment": self.settings.experiment,
-                "tracking_uri": self.settings.tracking_uri}
+        return {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "run_uri": f"runs:/{run.info.run_id}",
+            "experiment_id": experiment_id,
+            "experiment": self.settings.experiment,
+            "tracking_uri": self.settings.tracking_uri,
+        }
 
     def _experiment_id(self) -> str:
         from mlflow.exceptions import MlflowException
@@ -45,8 +49,9 @@ class MlflowTracker(TrackerCallback):
         if existing is not None:
             return existing.experiment_id
         try:
-            return self._client.create_experiment(self.settings.experiment,
-                                                  artifact_location=self.settings.artifact_location)
+            return self._client.create_experiment(
+                self.settings.experiment, artifact_location=self.settings.artifact_location
+            )
         except MlflowException:  # another run created it between our two calls
             existing = self._client.get_experiment_by_name(self.settings.experiment)
             if existing is None:
@@ -62,7 +67,7 @@ class MlflowTracker(TrackerCallback):
         items.update({mlflow_key(METADATA_PREFIX + str(k)): as_text(v) for k, v in metadata.items()})
         params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in items.items()]
         for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
-            self._client.log_batch(self._run_id, params=params[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+            self._client.log_batch(self._run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
 
     def _log_metrics(self, metrics: dict[str, float], step: int, epoch: float | None) -> None:
         # The trainer repeats the epoch in every log; record each (step, epoch) point once.
@@ -79,8 +84,7 @@ class MlflowTracker(TrackerCallback):
 
         stamp = int(time.time() * 1000)
         # One batch per trainer log: one write to the store instead of one per metric.
-        self._client.log_batch(self._run_id, metrics=[Metric(mlflow_key(k), v, stamp, step)
-                                                      for k, v in values.items()])
+        self._client.log_batch(self._run_id, metrics=[Metric(mlflow_key(k), v, stamp, step) for k, v in values.items()])
 
     def _close(self, ok: bool) -> None:
         client, self._client = self._client, None

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from tuning_core.plugin_api import ConfigError
-
 from tuning_core_trackers.arguments import DEFAULT_EXPERIMENT
 
 AIM = "aim"
@@ -21,8 +20,11 @@ MLFLOW = "mlflow"
 CLEARML = "clearml"
 TRACKERS = (AIM, MLFLOW, CLEARML)
 # The plugin's own extras: right whichever way the plugin itself was installed.
-EXTRAS = {AIM: "tuning-core-trackers[aim]", MLFLOW: "tuning-core-trackers[mlflow]",
-          CLEARML: "tuning-core-trackers[clearml]"}
+EXTRAS = {
+    AIM: "tuning-core-trackers[aim]",
+    MLFLOW: "tuning-core-trackers[mlflow]",
+    CLEARML: "tuning-core-trackers[clearml]",
+}
 # Importable modules each tracker needs; SQL stores need two more than mlflow-skinny brings.
 _LIBRARIES = {AIM: ("aim",), MLFLOW: ("mlflow",), CLEARML: ("clearml",)}
 # Where ClearML finds a server (its own variables and file); without one it can only record offline.
@@ -69,11 +71,13 @@ def parse_exp_metadata(raw) -> dict:
         try:
             value = json.loads(raw)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"--exp_metadata must be a JSON object such as '{{\"gpu\": \"A100\"}}'; "
-                              f"could not parse {raw!r}: {exc}") from None
+            raise ConfigError(
+                f'--exp_metadata must be a JSON object such as \'{{"gpu": "A100"}}\'; could not parse {raw!r}: {exc}'
+            ) from None
     if not isinstance(value, dict):
-        raise ConfigError(f"--exp_metadata must be a JSON object (key/value pairs), not {type(value).__name__}: "
-                          f"{raw!r}")
+        raise ConfigError(
+            f"--exp_metadata must be a JSON object (key/value pairs), not {type(value).__name__}: {raw!r}"
+        )
     return value
 
 
@@ -86,16 +90,19 @@ def aim_settings(config, output_dir: str) -> AimSettings:
     experiment = config.aim_experiment or config.experiment or DEFAULT_EXPERIMENT
     if (ip is None) != (port is None):
         missing = "--aim_remote_server_port" if port is None else "--aim_remote_server_ip"
-        raise ConfigError(f"a remote Aim server needs both --aim_remote_server_ip and --aim_remote_server_port; "
-                          f"{missing} is missing")
+        raise ConfigError(
+            f"a remote Aim server needs both --aim_remote_server_ip and --aim_remote_server_port; {missing} is missing"
+        )
     if config.aim_url:
         if ip is not None or config.aim_repo:
             raise ConfigError("give one of --aim_url, --aim_repo or --aim_remote_server_ip/--aim_remote_server_port")
         return aim_url_settings(config.aim_url, experiment)
     if ip is not None:
         if config.aim_repo:
-            raise ConfigError("give either --aim_repo (a local repository) or --aim_remote_server_ip/"
-                              "--aim_remote_server_port (a remote server), not both")
+            raise ConfigError(
+                "give either --aim_repo (a local repository) or --aim_remote_server_ip/"
+                "--aim_remote_server_port (a remote server), not both"
+            )
         if not 0 < int(port) < 65536:
             raise ConfigError(f"--aim_remote_server_port must be a TCP port (1-65535), not {port}")
         return AimSettings(repo=f"aim://{ip}:{int(port)}", experiment=experiment, remote=True)
@@ -126,9 +133,11 @@ def aim_url_settings(url: str, experiment: str) -> AimSettings:
 
 def clearml_settings(config, output_dir: str) -> ClearmlSettings:
     offline = os.environ.get("CLEARML_OFFLINE_MODE", "").strip().lower() in ("1", "true", "yes", "on")
-    return ClearmlSettings(project=config.clearml_project or config.experiment or DEFAULT_EXPERIMENT,
-                           task=config.clearml_task or os.path.basename(os.path.normpath(os.path.abspath(output_dir))),
-                           offline=offline)
+    return ClearmlSettings(
+        project=config.clearml_project or config.experiment or DEFAULT_EXPERIMENT,
+        task=config.clearml_task or os.path.basename(os.path.normpath(os.path.abspath(output_dir))),
+        offline=offline,
+    )
 
 
 def check_clearml_server(settings: ClearmlSettings) -> None:
@@ -137,8 +146,10 @@ def check_clearml_server(settings: ClearmlSettings) -> None:
         return
     if any(os.path.isfile(os.path.expanduser(p)) for p in ("~/clearml.conf", "~/.clearml.conf")):
         return
-    raise ConfigError("--trackers clearml: no ClearML server is configured; run `clearml-init` (or set "
-                      "CLEARML_API_HOST and its keys), or set CLEARML_OFFLINE_MODE=1 to record offline")
+    raise ConfigError(
+        "--trackers clearml: no ClearML server is configured; run `clearml-init` (or set "
+        "CLEARML_API_HOST and its keys), or set CLEARML_OFFLINE_MODE=1 to record offline"
+    )
 
 
 def mlflow_settings(config, output_dir: str) -> MlflowSettings:
@@ -146,14 +157,20 @@ def mlflow_settings(config, output_dir: str) -> MlflowSettings:
     uri = config.mlflow_tracking_uri
     if not uri:
         root = os.path.abspath(os.path.join(output_dir, "mlflow"))
-        return MlflowSettings(tracking_uri=f"sqlite:///{root}/mlflow.db", experiment=experiment,
-                              artifact_location=os.path.join(root, "artifacts"), file_store=False)
+        return MlflowSettings(
+            tracking_uri=f"sqlite:///{root}/mlflow.db",
+            experiment=experiment,
+            artifact_location=os.path.join(root, "artifacts"),
+            file_store=False,
+        )
     scheme = urlparse(uri).scheme
     if scheme in ("", "file") or len(scheme) == 1:  # a bare path (or a Windows drive) is a file store
         path = urlparse(uri).path if scheme == "file" else uri
         path = os.path.abspath(path)
         if os.path.isfile(path):
-            raise ConfigError(f"--mlflow_tracking_uri {uri!r} is a file; give a folder, sqlite:///file.db or a server URL")
+            raise ConfigError(
+                f"--mlflow_tracking_uri {uri!r} is a file; give a folder, sqlite:///file.db or a server URL"
+            )
         return MlflowSettings(tracking_uri=path, experiment=experiment, artifact_location=None, file_store=True)
     return MlflowSettings(tracking_uri=uri, experiment=experiment, artifact_location=None, file_store=False)
 
@@ -169,8 +186,10 @@ def check_libraries(tracker: str, mlflow: MlflowSettings | None = None) -> None:
         needed += _SQL_LIBRARIES
     missing = _missing_modules(needed)
     if missing:
-        raise ConfigError(f"--trackers {tracker} needs {', '.join(missing)}, which is not installed; "
-                          f"install it with: pip install '{EXTRAS[tracker]}'")
+        raise ConfigError(
+            f"--trackers {tracker} needs {', '.join(missing)}, which is not installed; "
+            f"install it with: pip install '{EXTRAS[tracker]}'"
+        )
 
 
 def validate(config, output_dir: str) -> None:

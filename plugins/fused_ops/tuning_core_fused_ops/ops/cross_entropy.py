@@ -45,15 +45,15 @@ def _capped(x, cap, SOFTCAP: tl.constexpr):
 
 
 @triton.jit
-def _rows_lse(logits_ptr, stride, rows, n_cols, cap, ROWS: tl.constexpr, BLOCK: tl.constexpr,
-              SOFTCAP: tl.constexpr):
+def _rows_lse(logits_ptr, stride, rows, n_cols, cap, ROWS: tl.constexpr, BLOCK: tl.constexpr, SOFTCAP: tl.constexpr):
     """log(sum(exp(x))) of each (soft-capped) row, in float32, by an online max."""
     m = tl.full((ROWS,), -float("inf"), tl.float32)
     s = tl.zeros((ROWS,), tl.float32)
     for start in range(0, n_cols, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        x = tl.load(logits_ptr + rows[:, None] * stride + cols[None, :], mask=(cols < n_cols)[None, :],
-                    other=0.0).to(tl.float32)
+        x = tl.load(logits_ptr + rows[:, None] * stride + cols[None, :], mask=(cols < n_cols)[None, :], other=0.0).to(
+            tl.float32
+        )
         x = tl.where((cols < n_cols)[None, :], _capped(x, cap, SOFTCAP), -float("inf"))
         m_new = tl.maximum(m, tl.max(x, axis=1))
         s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new[:, None]), axis=1)
@@ -67,8 +67,21 @@ def _target_logit(logits_ptr, stride, rows, targets, valid, cap, SOFTCAP: tl.con
 
 
 @triton.jit
-def _write_grad(logits_ptr, stride, grad_ptr, grad_stride, rows, live, targets, lse, scale, n_cols, cap,
-                BLOCK: tl.constexpr, SOFTCAP: tl.constexpr):
+def _write_grad(
+    logits_ptr,
+    stride,
+    grad_ptr,
+    grad_stride,
+    rows,
+    live,
+    targets,
+    lse,
+    scale,
+    n_cols,
+    cap,
+    BLOCK: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+):
     """grad = scale * (softmax(x) - onehot(target)) per row; grad_ptr may be logits_ptr (in place).
     With SOFTCAP, x is cap * tanh(raw / cap) and the gradient is with respect to raw."""
     for start in range(0, n_cols, BLOCK):
@@ -82,13 +95,28 @@ def _write_grad(logits_ptr, stride, grad_ptr, grad_stride, rows, live, targets, 
         p = tl.where(cols[None, :] == targets[:, None], p - 1.0, p)
         if SOFTCAP:
             p = p * (1.0 - t * t)
-        tl.store(grad_ptr + rows[:, None] * grad_stride + cols[None, :],
-                 (p * scale[:, None]).to(grad_ptr.dtype.element_ty), mask=mask)
+        tl.store(
+            grad_ptr + rows[:, None] * grad_stride + cols[None, :],
+            (p * scale[:, None]).to(grad_ptr.dtype.element_ty),
+            mask=mask,
+        )
 
 
 @triton.jit
-def _ce_forward_kernel(logits_ptr, stride, targets_ptr, loss_ptr, lse_ptr, n_rows, n_cols, ignore_index, cap,
-                       ROWS: tl.constexpr, BLOCK: tl.constexpr, SOFTCAP: tl.constexpr):
+def _ce_forward_kernel(
+    logits_ptr,
+    stride,
+    targets_ptr,
+    loss_ptr,
+    lse_ptr,
+    n_rows,
+    n_cols,
+    ignore_index,
+    cap,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+):
     rows, live = _tile_rows(n_rows, ROWS)
     targets = tl.load(targets_ptr + rows)
     valid = targets != ignore_index
@@ -99,20 +127,43 @@ def _ce_forward_kernel(logits_ptr, stride, targets_ptr, loss_ptr, lse_ptr, n_row
 
 
 @triton.jit
-def _ce_grad_kernel(logits_ptr, stride, grad_ptr, grad_stride, targets_ptr, lse_ptr, scale_ptr, n_rows, n_cols,
-                    ignore_index, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def _ce_grad_kernel(
+    logits_ptr,
+    stride,
+    grad_ptr,
+    grad_stride,
+    targets_ptr,
+    lse_ptr,
+    scale_ptr,
+    n_rows,
+    n_cols,
+    ignore_index,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """grad = scale * (softmax(x) - onehot(target)); zero on ignored rows."""
     rows, live = _tile_rows(n_rows, ROWS)
     targets = tl.load(targets_ptr + rows)
     lse = tl.load(lse_ptr + rows)
     scale = tl.where(targets != ignore_index, tl.load(scale_ptr).to(tl.float32), 0.0)
-    _write_grad(logits_ptr, stride, grad_ptr, grad_stride, rows, live, targets, lse, scale, n_cols, 1.0, BLOCK,
-                False)
+    _write_grad(logits_ptr, stride, grad_ptr, grad_stride, rows, live, targets, lse, scale, n_cols, 1.0, BLOCK, False)
 
 
 @triton.jit
-def _ce_loss_grad_inplace_kernel(logits_ptr, stride, targets_ptr, loss_ptr, n_rows, n_cols, ignore_index,
-                                 grad_scale, cap, ROWS: tl.constexpr, BLOCK: tl.constexpr, SOFTCAP: tl.constexpr):
+def _ce_loss_grad_inplace_kernel(
+    logits_ptr,
+    stride,
+    targets_ptr,
+    loss_ptr,
+    n_rows,
+    n_cols,
+    ignore_index,
+    grad_scale,
+    cap,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+):
     """Loss of each row, then the row is overwritten with grad_scale * (softmax - onehot)."""
     rows, live = _tile_rows(n_rows, ROWS)
     targets = tl.load(targets_ptr + rows)
@@ -121,8 +172,7 @@ def _ce_loss_grad_inplace_kernel(logits_ptr, stride, targets_ptr, loss_ptr, n_ro
     x_t = _target_logit(logits_ptr, stride, rows, targets, valid, cap, SOFTCAP)  # before the row is overwritten
     tl.store(loss_ptr + rows, tl.where(valid, lse - x_t, 0.0), mask=live)
     scale = tl.where(valid, grad_scale, 0.0)
-    _write_grad(logits_ptr, stride, logits_ptr, stride, rows, live, targets, lse, scale, n_cols, cap, BLOCK,
-                SOFTCAP)
+    _write_grad(logits_ptr, stride, logits_ptr, stride, rows, live, targets, lse, scale, n_cols, cap, BLOCK, SOFTCAP)
 
 
 def _grid(n_rows: int, n_cols: int):
@@ -134,8 +184,13 @@ def _grid(n_rows: int, n_cols: int):
 # --- torch twins -----------------------------------------------------------------------------------
 
 
-def _torch_loss_and_grad_(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
-                          grad_scale: float | None, softcap: float | None = None) -> torch.Tensor:
+def _torch_loss_and_grad_(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int,
+    grad_scale: float | None,
+    softcap: float | None = None,
+) -> torch.Tensor:
     """In place on a float32 chunk: a handful of full passes, no temporary of the chunk's size (with
     ``softcap``, one: the ``1 - tanh^2`` factor of the gradient)."""
     dcap = None
@@ -161,9 +216,14 @@ def _torch_loss_and_grad_(logits: torch.Tensor, targets: torch.Tensor, ignore_in
     return loss
 
 
-def loss_and_grad_(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
-                   grad_scale: float | None = None, use_triton: bool | None = None,
-                   softcap: float | None = None) -> torch.Tensor:
+def loss_and_grad_(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int = -100,
+    grad_scale: float | None = None,
+    use_triton: bool | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
     """Summed cross-entropy of a 2-D chunk (float32 result); with ``grad_scale`` the chunk becomes its gradient.
 
     ``softcap`` c: the loss of ``c * tanh(chunk / c)``, its gradient with respect to the chunk itself.
@@ -179,11 +239,13 @@ def loss_and_grad_(logits: torch.Tensor, targets: torch.Tensor, ignore_index: in
         cap = dict(cap=float(softcap or 1.0), SOFTCAP=bool(softcap))
         if grad_scale is None:
             lse = torch.empty_like(loss)
-            _ce_forward_kernel[grid](logits, logits.stride(0), targets, loss, lse, n_rows, n_cols, ignore_index,
-                                     **cap, **meta)
+            _ce_forward_kernel[grid](
+                logits, logits.stride(0), targets, loss, lse, n_rows, n_cols, ignore_index, **cap, **meta
+            )
         else:
-            _ce_loss_grad_inplace_kernel[grid](logits, logits.stride(0), targets, loss, n_rows, n_cols, ignore_index,
-                                               float(grad_scale), **cap, **meta)
+            _ce_loss_grad_inplace_kernel[grid](
+                logits, logits.stride(0), targets, loss, n_rows, n_cols, ignore_index, float(grad_scale), **cap, **meta
+            )
         return loss.sum()
     if logits.dtype == torch.float32:
         return _torch_loss_and_grad_(logits, targets, ignore_index, grad_scale, softcap)
@@ -201,8 +263,9 @@ class _CrossEntropy(torch.autograd.Function):
         loss = torch.empty(n_rows, dtype=torch.float32, device=logits.device)
         lse = torch.empty_like(loss)
         grid, meta = _grid(n_rows, n_cols)
-        _ce_forward_kernel[grid](logits, logits.stride(0), targets, loss, lse, n_rows, n_cols, ignore_index, 1.0,
-                                 SOFTCAP=False, **meta)
+        _ce_forward_kernel[grid](
+            logits, logits.stride(0), targets, loss, lse, n_rows, n_cols, ignore_index, 1.0, SOFTCAP=False, **meta
+        )
         ctx.save_for_backward(logits, targets, lse)
         ctx.ignore_index, ctx.divisor = ignore_index, divisor
         return loss.sum() / divisor
@@ -214,13 +277,29 @@ class _CrossEntropy(torch.autograd.Function):
         scale = (grad_out.float() / ctx.divisor).reshape(1)
         grad = torch.empty_like(logits)
         grid, meta = _grid(n_rows, n_cols)
-        _ce_grad_kernel[grid](logits, logits.stride(0), grad, grad.stride(0), targets, lse, scale, n_rows, n_cols,
-                              ctx.ignore_index, **meta)
+        _ce_grad_kernel[grid](
+            logits,
+            logits.stride(0),
+            grad,
+            grad.stride(0),
+            targets,
+            lse,
+            scale,
+            n_rows,
+            n_cols,
+            ctx.ignore_index,
+            **meta,
+        )
         return grad, None, None, None
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
-                  reduction: str = "mean", divisor: float | torch.Tensor | None = None) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    divisor: float | torch.Tensor | None = None,
+) -> torch.Tensor:
     """Cross-entropy of ``[rows, vocab]`` logits; float32 result.
 
     ``reduction="mean"`` divides by the number of non-ignored rows (NaN when

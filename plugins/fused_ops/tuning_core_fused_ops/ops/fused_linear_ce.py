@@ -61,8 +61,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 hc = hc * logit_scale  # (h*s) W^T == (h W^T) * s; the weight gradient then uses h*s directly
             logits = buf[: stop - start]
             torch.mm(hc, weight.t(), out=logits)
-            loss_sum += loss_and_grad_(logits, t[start:stop], ignore_index,
-                                       grad_scale if want_grad else None, use_triton, softcap)
+            loss_sum += loss_and_grad_(
+                logits, t[start:stop], ignore_index, grad_scale if want_grad else None, use_triton, softcap
+            )
             if want_h:
                 torch.mm(logits, weight, out=grad_h[start:stop])
                 if logit_scale != 1.0:
@@ -94,10 +95,18 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         return grad_h, grad_w, None, None, None, None, None, None, None
 
 
-def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
-                               ignore_index: int = -100, divisor: float | torch.Tensor | None = None,
-                               logit_scale: float = 1.0, chunk_rows: int | None = None,
-                               use_triton: bool | None = None, softcap: float | None = None) -> torch.Tensor:
+def fused_linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    divisor: float | torch.Tensor | None = None,
+    logit_scale: float = 1.0,
+    chunk_rows: int | None = None,
+    use_triton: bool | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
     """Cross-entropy of ``(hidden @ weight.T) * logit_scale`` against ``targets`` (float32 scalar).
 
     ``softcap`` c soft-caps the logits inside each chunk, ``c * tanh(logits / c)`` (Gemma 2/3's
@@ -119,5 +128,14 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
         dtype = torch.get_autocast_dtype(device_type)
         hidden, weight = hidden.to(dtype), weight.to(dtype)
     with torch.autocast(device_type, enabled=False):
-        return _FusedLinearCrossEntropy.apply(hidden, weight, targets, ignore_index, divisor, float(logit_scale),
-                                              chunk_rows, use_triton, float(softcap) if softcap else None)
+        return _FusedLinearCrossEntropy.apply(
+            hidden,
+            weight,
+            targets,
+            ignore_index,
+            divisor,
+            float(logit_scale),
+            chunk_rows,
+            use_triton,
+            float(softcap) if softcap else None,
+        )

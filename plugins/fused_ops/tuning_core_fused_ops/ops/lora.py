@@ -21,8 +21,8 @@ float32 over a bf16 base) and the sum is cast back to the base's dtype.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ class BaseProjection:
     scaling: float
 
     @classmethod
-    def dense(cls, weight: torch.Tensor, bias: torch.Tensor | None, scaling: float) -> "BaseProjection":
+    def dense(cls, weight: torch.Tensor, bias: torch.Tensor | None, scaling: float) -> BaseProjection:
         return cls(lambda x: F.linear(x, weight, bias), lambda dy: dy @ weight.to(dy.dtype), scaling)
 
 
@@ -74,7 +74,7 @@ class _LoraSharedInput(torch.autograd.Function):
     def forward(ctx, x, bases, *flat):
         outs, saved = [], [x]
         for i, base in enumerate(bases):
-            x_lora, A, B = flat[3 * i: 3 * i + 3]
+            x_lora, A, B = flat[3 * i : 3 * i + 3]
             out, xa = _forward_one(x, x_lora, base, A, B)
             outs.append(out)
             saved += [x_lora if x_lora is not x else None, A, B, xa]
@@ -89,7 +89,7 @@ class _LoraSharedInput(torch.autograd.Function):
         dx = None
         grads = []
         for i, base in enumerate(ctx.bases):
-            x_lora, A, B, xa = saved[1 + 4 * i: 5 + 4 * i]
+            x_lora, A, B, xa = saved[1 + 4 * i : 5 + 4 * i]
             shared = x_lora is None
             x_lora = x if shared else x_lora
             want_A, want_B = ctx.needs_input_grad[3 + 3 * i], ctx.needs_input_grad[4 + 3 * i]
@@ -114,8 +114,9 @@ def lora_shared_input(x: torch.Tensor, projections) -> tuple[torch.Tensor, ...]:
     return tuple(o.reshape(*shape[:-1], o.shape[-1]) for o in outs)
 
 
-def lora_linear(x: torch.Tensor, base: BaseProjection, x_lora: torch.Tensor, A: torch.Tensor,
-                B: torch.Tensor) -> torch.Tensor:
+def lora_linear(
+    x: torch.Tensor, base: BaseProjection, x_lora: torch.Tensor, A: torch.Tensor, B: torch.Tensor
+) -> torch.Tensor:
     """One LoRA projection (``x_lora`` is ``x`` or ``dropout(x)``)."""
     return lora_shared_input(x, [(base, x_lora, A, B)])[0]
 

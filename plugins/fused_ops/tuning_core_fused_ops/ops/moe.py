@@ -47,14 +47,20 @@ def route(top_k_index: torch.Tensor, num_experts: int, first_expert: int = 0) ->
     counts = torch.bincount(flat.clamp(-1, num_experts) + 1, minlength=num_experts + 2)
     counts_list = counts.tolist()  # the one host sync: segment bounds drive the per-expert loops
     start = counts_list[0]  # pairs of lower (remote) experts come first
-    n_local = sum(counts_list[1:num_experts + 1])
-    order = order[start:start + n_local]
-    return Routing(order=order, token_of=torch.div(order, top_k, rounding_mode="floor"),
-                   counts=counts_list[1:num_experts + 1], num_tokens=num_tokens, top_k=top_k,
-                   first_expert=first_expert)
+    n_local = sum(counts_list[1 : num_experts + 1])
+    order = order[start : start + n_local]
+    return Routing(
+        order=order,
+        token_of=torch.div(order, top_k, rounding_mode="floor"),
+        counts=counts_list[1 : num_experts + 1],
+        num_tokens=num_tokens,
+        top_k=top_k,
+        first_expert=first_expert,
+    )
 
 
 # ---------------------------------------------------------------- torch primitives
+
 
 def _segments(counts):
     start = 0
@@ -104,11 +110,32 @@ def wgrad_torch(g, a, counts, num_experts, *, gather_g=None, gather_a=None):
 
 # ---------------------------------------------------------------- Triton primitives
 
+
 @triton.jit
-def _gmm_kernel(a_ptr, w_ptr, out_ptr, gather_ptr, scatter_ptr, blk_expert_ptr, blk_start_ptr, blk_end_ptr,
-                N_OUT, K, stride_am, stride_ak, stride_we, stride_wn, stride_wk, stride_om, stride_on,
-                HAS_GATHER: tl.constexpr, HAS_SCATTER: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _gmm_kernel(
+    a_ptr,
+    w_ptr,
+    out_ptr,
+    gather_ptr,
+    scatter_ptr,
+    blk_expert_ptr,
+    blk_start_ptr,
+    blk_end_ptr,
+    N_OUT,
+    K,
+    stride_am,
+    stride_ak,
+    stride_we,
+    stride_wn,
+    stride_wk,
+    stride_om,
+    stride_on,
+    HAS_GATHER: tl.constexpr,
+    HAS_SCATTER: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     blk = tl.program_id(0)
     pid_n = tl.program_id(1)
     e = tl.load(blk_expert_ptr + blk)
@@ -126,24 +153,52 @@ def _gmm_kernel(a_ptr, w_ptr, out_ptr, gather_ptr, scatter_ptr, blk_expert_ptr, 
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < K
-        a = tl.load(a_ptr + in_rows[:, None].to(tl.int64) * stride_am + ks[None, :] * stride_ak,
-                    mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-        w = tl.load(w_ptr + e.to(tl.int64) * stride_we + ks[:, None] * stride_wk + cols[None, :] * stride_wn,
-                    mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        a = tl.load(
+            a_ptr + in_rows[:, None].to(tl.int64) * stride_am + ks[None, :] * stride_ak,
+            mask=row_ok[:, None] & k_ok[None, :],
+            other=0.0,
+        )
+        w = tl.load(
+            w_ptr + e.to(tl.int64) * stride_we + ks[:, None] * stride_wk + cols[None, :] * stride_wn,
+            mask=k_ok[:, None] & col_ok[None, :],
+            other=0.0,
+        )
         acc += tl.dot(a, w)
     if HAS_SCATTER:
         out_rows = tl.load(scatter_ptr + rows, mask=row_ok, other=0)
     else:
         out_rows = rows
-    tl.store(out_ptr + out_rows[:, None].to(tl.int64) * stride_om + cols[None, :] * stride_on,
-             acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    tl.store(
+        out_ptr + out_rows[:, None].to(tl.int64) * stride_om + cols[None, :] * stride_on,
+        acc.to(out_ptr.dtype.element_ty),
+        mask=row_ok[:, None] & col_ok[None, :],
+    )
 
 
 @triton.jit
-def _wgrad_kernel(g_ptr, a_ptr, out_ptr, gather_g_ptr, gather_a_ptr, seg_start_ptr, seg_end_ptr,
-                  N, K, stride_gm, stride_gn, stride_am, stride_ak, stride_oe, stride_on, stride_ok,
-                  HAS_GATHER_G: tl.constexpr, HAS_GATHER_A: tl.constexpr,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _wgrad_kernel(
+    g_ptr,
+    a_ptr,
+    out_ptr,
+    gather_g_ptr,
+    gather_a_ptr,
+    seg_start_ptr,
+    seg_end_ptr,
+    N,
+    K,
+    stride_gm,
+    stride_gn,
+    stride_am,
+    stride_ak,
+    stride_oe,
+    stride_on,
+    stride_ok,
+    HAS_GATHER_G: tl.constexpr,
+    HAS_GATHER_A: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     e = tl.program_id(0)
     ns = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.program_id(2) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -163,13 +218,22 @@ def _wgrad_kernel(g_ptr, a_ptr, out_ptr, gather_g_ptr, gather_a_ptr, seg_start_p
             a_rows = tl.load(gather_a_ptr + rows, mask=row_ok, other=0)
         else:
             a_rows = rows
-        g = tl.load(g_ptr + g_rows[None, :].to(tl.int64) * stride_gm + ns[:, None] * stride_gn,
-                    mask=row_ok[None, :] & n_ok[:, None], other=0.0)  # (BLOCK_N, BLOCK_M): g^T
-        a = tl.load(a_ptr + a_rows[:, None].to(tl.int64) * stride_am + ks[None, :] * stride_ak,
-                    mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        g = tl.load(
+            g_ptr + g_rows[None, :].to(tl.int64) * stride_gm + ns[:, None] * stride_gn,
+            mask=row_ok[None, :] & n_ok[:, None],
+            other=0.0,
+        )  # (BLOCK_N, BLOCK_M): g^T
+        a = tl.load(
+            a_ptr + a_rows[:, None].to(tl.int64) * stride_am + ks[None, :] * stride_ak,
+            mask=row_ok[:, None] & k_ok[None, :],
+            other=0.0,
+        )
         acc += tl.dot(g, a)
-    tl.store(out_ptr + e * stride_oe + ns[:, None] * stride_on + ks[None, :] * stride_ok,
-             acc.to(out_ptr.dtype.element_ty), mask=n_ok[:, None] & k_ok[None, :])
+    tl.store(
+        out_ptr + e * stride_oe + ns[:, None] * stride_on + ks[None, :] * stride_ok,
+        acc.to(out_ptr.dtype.element_ty),
+        mask=n_ok[:, None] & k_ok[None, :],
+    )
 
 
 def _blocks(n, cap):
@@ -190,7 +254,8 @@ def _block_table(counts, block_m, device):
 def gmm_triton(a, w, counts, *, gather=None, scatter=None, accumulate=False, transpose=False, out_rows=None):
     if accumulate:  # rows of several experts land on one output row: reduce outside the kernel
         return a.new_zeros(out_rows, w.shape[2] if transpose else w.shape[1]).index_add_(
-            0, scatter, gmm_triton(a, w, counts, gather=gather, transpose=transpose))
+            0, scatter, gmm_triton(a, w, counts, gather=gather, transpose=transpose)
+        )
     rows = sum(counts)
     n_out, k = (w.shape[2], w.shape[1]) if transpose else (w.shape[1], w.shape[2])
     out = a.new_empty(rows, n_out) if scatter is None else a.new_zeros(out_rows, n_out)
@@ -203,10 +268,30 @@ def gmm_triton(a, w, counts, *, gather=None, scatter=None, accumulate=False, tra
     blk_e, blk_s, blk_t = _block_table(counts, block_m, a.device)
     grid = (blk_e.numel(), triton.cdiv(n_out, block_n))
     dummy = blk_e
-    _gmm_kernel[grid](a, w, out, gather if gather is not None else dummy, scatter if scatter is not None else dummy,
-                      blk_e, blk_s, blk_t, n_out, k, a.stride(0), a.stride(1), w.stride(0), stride_wn, stride_wk,
-                      out.stride(0), out.stride(1), HAS_GATHER=gather is not None, HAS_SCATTER=scatter is not None,
-                      BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    _gmm_kernel[grid](
+        a,
+        w,
+        out,
+        gather if gather is not None else dummy,
+        scatter if scatter is not None else dummy,
+        blk_e,
+        blk_s,
+        blk_t,
+        n_out,
+        k,
+        a.stride(0),
+        a.stride(1),
+        w.stride(0),
+        stride_wn,
+        stride_wk,
+        out.stride(0),
+        out.stride(1),
+        HAS_GATHER=gather is not None,
+        HAS_SCATTER=scatter is not None,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        BLOCK_K=block_k,
+    )
     return out
 
 
@@ -219,15 +304,34 @@ def wgrad_triton(g, a, counts, num_experts, *, gather_g=None, gather_a=None):
     block_n, block_k = _blocks(n, cap), _blocks(k, cap)
     grid = (num_experts, triton.cdiv(n, block_n), triton.cdiv(k, block_k))
     dummy = bounds
-    _wgrad_kernel[grid](g, a, out, gather_g if gather_g is not None else dummy,
-                        gather_a if gather_a is not None else dummy, bounds[:-1], bounds[1:], n, k,
-                        g.stride(0), g.stride(1), a.stride(0), a.stride(1), out.stride(0), out.stride(1),
-                        out.stride(2), HAS_GATHER_G=gather_g is not None, HAS_GATHER_A=gather_a is not None,
-                        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+    _wgrad_kernel[grid](
+        g,
+        a,
+        out,
+        gather_g if gather_g is not None else dummy,
+        gather_a if gather_a is not None else dummy,
+        bounds[:-1],
+        bounds[1:],
+        n,
+        k,
+        g.stride(0),
+        g.stride(1),
+        a.stride(0),
+        a.stride(1),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        HAS_GATHER_G=gather_g is not None,
+        HAS_GATHER_A=gather_a is not None,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        BLOCK_K=block_k,
+    )
     return out
 
 
 # ---------------------------------------------------------------- the expert MLP
+
 
 def _is_silu(act) -> bool:
     return isinstance(act, torch.nn.SiLU) or type(act).__name__ in ("SiLUActivation", "SiLU")
@@ -239,7 +343,7 @@ def _glu(h, act, chunks: int = 8):
     a = h.new_empty(n, i)
     step = max(1, -(-n // chunks))
     for s in range(0, n, step):
-        torch.mul(act(h[s:s + step, :i]), h[s:s + step, i:], out=a[s:s + step])
+        torch.mul(act(h[s : s + step, :i]), h[s : s + step, i:], out=a[s : s + step])
     return a
 
 
@@ -253,11 +357,11 @@ def _glu_backward_(h, g_a, act, chunks: int = 8):
     a = h.new_empty(n, i)
     step = max(1, -(-n // chunks))
     for s in range(0, n, step):
-        gate, up, g = h[s:s + step, :i], h[s:s + step, i:], g_a[s:s + step]
+        gate, up, g = h[s : s + step, :i], h[s : s + step, i:], g_a[s : s + step]
         if _is_silu(act):
             sig = torch.sigmoid(gate)
             act_gate = gate * sig
-            torch.mul(act_gate, up, out=a[s:s + step])
+            torch.mul(act_gate, up, out=a[s : s + step])
             # silu'(gate) = sig * (1 + gate * (1 - sig))
             d_gate = torch.rsub(sig, 1).mul_(gate).add_(1).mul_(sig).mul_(up).mul_(g)
             up.copy_(act_gate.mul_(g))
@@ -267,7 +371,7 @@ def _glu_backward_(h, g_a, act, chunks: int = 8):
                 gate_, up_ = gate.detach().requires_grad_(), up.detach().requires_grad_()
                 out = act(gate_) * up_
                 d_gate, d_up = torch.autograd.grad(out, (gate_, up_), g)
-            a[s:s + step] = out.detach()
+            a[s : s + step] = out.detach()
             gate.copy_(d_gate)
             up.copy_(d_up)
     return a, h
@@ -312,13 +416,15 @@ class _ExpertMLP(torch.autograd.Function):
         grad_gate_up = wgrad(g_h, x, r.counts, e, gather_a=r.token_of) if need_gate_up else None  # (E, 2I, H)
         grad_x = None
         if need_x:
-            grad_x = gmm(g_h, gate_up, r.counts, transpose=True, scatter=r.token_of, accumulate=True,
-                         out_rows=t).to(x.dtype)
+            grad_x = gmm(g_h, gate_up, r.counts, transpose=True, scatter=r.token_of, accumulate=True, out_rows=t).to(
+                x.dtype
+            )
         return grad_x, grad_gate_up, grad_down, grad_w, None, None, None
 
 
-def expert_mlp(x, gate_up, down, top_k_index, top_k_weights, act, *, use_triton: bool | None = None,
-               first_expert: int = 0):
+def expert_mlp(
+    x, gate_up, down, top_k_index, top_k_weights, act, *, use_triton: bool | None = None, first_expert: int = 0
+):
     """sum_k w[t, k] * down[e] @ act_glu(gate_up[e] @ x[t]) with e = top_k_index[t, k]; x is (tokens, H).
 
     ``use_triton`` None: Triton when it can run on ``x``. Expert-parallel callers pass their local slice
@@ -333,7 +439,15 @@ def expert_mlp(x, gate_up, down, top_k_index, top_k_weights, act, *, use_triton:
         # back in the parameters' own dtype); the kernels then run with autocast off.
         dtype = torch.get_autocast_dtype(device)
         with torch.autocast(device, enabled=False):
-            return _ExpertMLP.apply(x.to(dtype).contiguous(), gate_up.to(dtype), down.to(dtype), top_k_weights,
-                                    routing, act, bool(use_triton))
-    return _ExpertMLP.apply(x.to(gate_up.dtype).contiguous(), gate_up, down, top_k_weights, routing, act,
-                            bool(use_triton))
+            return _ExpertMLP.apply(
+                x.to(dtype).contiguous(),
+                gate_up.to(dtype),
+                down.to(dtype),
+                top_k_weights,
+                routing,
+                act,
+                bool(use_triton),
+            )
+    return _ExpertMLP.apply(
+        x.to(gate_up.dtype).contiguous(), gate_up, down, top_k_weights, routing, act, bool(use_triton)
+    )

@@ -35,7 +35,7 @@ class _GatherRows(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, group=ctx.group)
         rank = dist.get_rank(ctx.group)
-        return grad[rank * ctx.rows:(rank + 1) * ctx.rows], None
+        return grad[rank * ctx.rows : (rank + 1) * ctx.rows], None
 
 
 class _SumRowsToOwner(torch.autograd.Function):
@@ -48,7 +48,7 @@ class _SumRowsToOwner(torch.autograd.Function):
         y = y.contiguous().clone()
         dist.all_reduce(y, group=group)
         rows = y.shape[0] // world
-        return y[rank * rows:(rank + 1) * rows]
+        return y[rank * rows : (rank + 1) * rows]
 
     @staticmethod
     def backward(ctx, grad):
@@ -61,8 +61,9 @@ def _pad(t, rows, value=0):
     return torch.cat([t, t.new_full((rows - t.shape[0], *t.shape[1:]), value)])
 
 
-def expert_parallel_mlp(x, local_gate_up, local_down, top_k_index, top_k_weights, act, group, *,
-                        use_triton: bool | None = None):
+def expert_parallel_mlp(
+    x, local_gate_up, local_down, top_k_index, top_k_weights, act, group, *, use_triton: bool | None = None
+):
     """The expert MLP of this rank's tokens when this rank holds experts [rank * E_local, (rank + 1) * E_local)."""
     rows = x.shape[0]
     sizes = _gather(torch.tensor([rows], device=x.device), group)
@@ -71,6 +72,7 @@ def expert_parallel_mlp(x, local_gate_up, local_down, top_k_index, top_k_weights
     w_all = _GatherRows.apply(_pad(top_k_weights, most), group)
     idx_all = _gather(_pad(top_k_index, most, value=-1), group)  # pads go to no expert
     first = dist.get_rank(group) * local_gate_up.shape[0]
-    partial = expert_mlp(x_all, local_gate_up, local_down, idx_all, w_all, act, use_triton=use_triton,
-                         first_expert=first)
+    partial = expert_mlp(
+        x_all, local_gate_up, local_down, idx_all, w_all, act, use_triton=use_triton, first_expert=first
+    )
     return _SumRowsToOwner.apply(partial, group)[:rows]

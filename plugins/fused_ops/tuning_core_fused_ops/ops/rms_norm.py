@@ -21,8 +21,21 @@ from ._runtime import INTERPRETED, row_block, rows_per_program, triton_runs_on
 
 
 @triton.jit
-def _rms_forward_kernel(x_ptr, x_stride, w_ptr, y_ptr, y_stride, rstd_ptr, n_rows, n_cols, eps, offset,
-                        ROWS: tl.constexpr, BLOCK: tl.constexpr, GEMMA: tl.constexpr):
+def _rms_forward_kernel(
+    x_ptr,
+    x_stride,
+    w_ptr,
+    y_ptr,
+    y_stride,
+    rstd_ptr,
+    n_rows,
+    n_cols,
+    eps,
+    offset,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    GEMMA: tl.constexpr,
+):
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     cols = tl.arange(0, BLOCK)
     mask = (rows < n_rows)[:, None] & (cols < n_cols)[None, :]
@@ -34,14 +47,30 @@ def _rms_forward_kernel(x_ptr, x_stride, w_ptr, y_ptr, y_stride, rstd_ptr, n_row
     if not GEMMA:
         # Llama rounds the normalised row to the input dtype before the weight, as the reference module does.
         x_hat = x_hat.to(x_raw.dtype).to(tl.float32)
-    tl.store(y_ptr + rows[:, None] * y_stride + cols[None, :], (w[None, :] * x_hat).to(y_ptr.dtype.element_ty),
-             mask=mask)
+    tl.store(
+        y_ptr + rows[:, None] * y_stride + cols[None, :], (w[None, :] * x_hat).to(y_ptr.dtype.element_ty), mask=mask
+    )
     tl.store(rstd_ptr + rows, rstd, mask=rows < n_rows)
 
 
 @triton.jit
-def _rms_backward_kernel(dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, rstd_ptr, dx_ptr, dx_stride, dw_ptr,
-                         n_rows, n_cols, tiles_per_program, offset, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def _rms_backward_kernel(
+    dy_ptr,
+    dy_stride,
+    x_ptr,
+    x_stride,
+    w_ptr,
+    rstd_ptr,
+    dx_ptr,
+    dx_stride,
+    dw_ptr,
+    n_rows,
+    n_cols,
+    tiles_per_program,
+    offset,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """Each program walks ``tiles_per_program`` tiles of ROWS rows and writes one partial weight gradient."""
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
@@ -83,9 +112,21 @@ class _TritonRMSNorm(torch.autograd.Function):
         rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device)
         block = row_block(n_cols, cap=65536)
         rows = rows_per_program(n_rows, block)
-        _rms_forward_kernel[(triton.cdiv(n_rows, rows),)](x2, x2.stride(0), weight, y, y.stride(0), rstd, n_rows,
-                                                          n_cols, eps, float(offset), ROWS=rows, BLOCK=block,
-                                                          GEMMA=bool(offset))
+        _rms_forward_kernel[(triton.cdiv(n_rows, rows),)](
+            x2,
+            x2.stride(0),
+            weight,
+            y,
+            y.stride(0),
+            rstd,
+            n_rows,
+            n_cols,
+            eps,
+            float(offset),
+            ROWS=rows,
+            BLOCK=block,
+            GEMMA=bool(offset),
+        )
         ctx.save_for_backward(x2, weight, rstd)
         ctx.shape, ctx.block, ctx.rows, ctx.offset = shape, block, rows, offset
         return y.reshape(shape)
@@ -102,9 +143,23 @@ class _TritonRMSNorm(torch.autograd.Function):
         programs = _backward_programs(n_tiles, x2.device)
         tiles_per_program = triton.cdiv(n_tiles, programs)
         dw_partial = torch.empty((programs, n_cols), dtype=torch.float32, device=x2.device)
-        _rms_backward_kernel[(programs,)](dy2, dy2.stride(0), x2, x2.stride(0), weight, rstd, dx, dx.stride(0),
-                                          dw_partial, n_rows, n_cols, tiles_per_program, float(ctx.offset),
-                                          ROWS=ctx.rows, BLOCK=ctx.block)
+        _rms_backward_kernel[(programs,)](
+            dy2,
+            dy2.stride(0),
+            x2,
+            x2.stride(0),
+            weight,
+            rstd,
+            dx,
+            dx.stride(0),
+            dw_partial,
+            n_rows,
+            n_cols,
+            tiles_per_program,
+            float(ctx.offset),
+            ROWS=ctx.rows,
+            BLOCK=ctx.block,
+        )
         dw = dw_partial.sum(0).to(weight.dtype) if ctx.needs_input_grad[1] else None
         return dx.reshape(ctx.shape), dw, None, None
 
@@ -136,8 +191,9 @@ class _TorchRMSNorm(torch.autograd.Function):
         return dx.to(x.dtype), dw, None, None
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, use_triton: bool | None = None,
-             offset: float = 0.0) -> torch.Tensor:
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, use_triton: bool | None = None, offset: float = 0.0
+) -> torch.Tensor:
     """RMSNorm over the last dimension of ``x``; ``offset`` 1.0 is Gemma's ``(1 + weight)`` convention."""
     if use_triton is None:
         use_triton = triton_runs_on(x)

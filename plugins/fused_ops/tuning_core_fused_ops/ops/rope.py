@@ -21,9 +21,28 @@ from ._runtime import rows_per_program, triton_runs_on
 
 
 @triton.jit
-def _rope_kernel(x_ptr, xs_b, xs_h, xs_s, out_ptr, os_b, os_h, os_s, cos_ptr, sin_ptr, cs_b, cs_s,
-                 n_tokens, seq_len, n_heads, half, BACKWARD: tl.constexpr, TOKENS: tl.constexpr,
-                 BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rope_kernel(
+    x_ptr,
+    xs_b,
+    xs_h,
+    xs_s,
+    out_ptr,
+    os_b,
+    os_h,
+    os_s,
+    cos_ptr,
+    sin_ptr,
+    cs_b,
+    cs_s,
+    n_tokens,
+    seq_len,
+    n_heads,
+    half,
+    BACKWARD: tl.constexpr,
+    TOKENS: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     """A tile of [TOKENS, heads, half] per program (TOKENS is 1 on a GPU)."""
     token = tl.program_id(0).to(tl.int64) * TOKENS + tl.arange(0, TOKENS)
     live = token < n_tokens
@@ -65,9 +84,27 @@ def _launch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, backward: boo
     block_h, block_d = triton.next_power_of_2(n_heads), triton.next_power_of_2(head_dim // 2)
     tokens = rows_per_program(n_tokens, block_h * block_d)
     _rope_kernel[(triton.cdiv(n_tokens, tokens),)](
-        x, x.stride(0), x.stride(1), x.stride(2), out, out.stride(0), out.stride(1), out.stride(2),
-        cos, sin, cs_b, cos.stride(1), n_tokens, seq_len, n_heads, head_dim // 2, BACKWARD=backward,
-        TOKENS=tokens, BLOCK_H=block_h, BLOCK_D=block_d)
+        x,
+        x.stride(0),
+        x.stride(1),
+        x.stride(2),
+        out,
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        cos,
+        sin,
+        cs_b,
+        cos.stride(1),
+        n_tokens,
+        seq_len,
+        n_heads,
+        head_dim // 2,
+        BACKWARD=backward,
+        TOKENS=tokens,
+        BLOCK_H=block_h,
+        BLOCK_D=block_d,
+    )
     return out
 
 
@@ -96,11 +133,25 @@ def rope_reference(q, k, cos, sin, unsqueeze_dim: int = 1):
 
 def kernel_takes(q, k, cos, sin, unsqueeze_dim) -> bool:
     """Whether the kernel handles this call: HF's [batch, heads, seq, dim] layout and per-token cos/sin."""
-    return (unsqueeze_dim == 1 and q.dim() == 4 and q.numel() > 0 and k.numel() > 0 and k.dim() == 4 and cos.dim() == 3 and cos.shape == sin.shape
-            and cos.stride() == sin.stride() and cos.stride(-1) == 1 and q.shape[-1] % 2 == 0
-            and cos.shape[-1] == q.shape[-1] and cos.shape[1] == q.shape[2] and cos.shape[0] in (1, q.shape[0])
-            and k.shape[0] == q.shape[0] and k.shape[2] == q.shape[2] and k.shape[3] == q.shape[3]
-            and not (cos.requires_grad or sin.requires_grad))
+    return (
+        unsqueeze_dim == 1
+        and q.dim() == 4
+        and q.numel() > 0
+        and k.numel() > 0
+        and k.dim() == 4
+        and cos.dim() == 3
+        and cos.shape == sin.shape
+        and cos.stride() == sin.stride()
+        and cos.stride(-1) == 1
+        and q.shape[-1] % 2 == 0
+        and cos.shape[-1] == q.shape[-1]
+        and cos.shape[1] == q.shape[2]
+        and cos.shape[0] in (1, q.shape[0])
+        and k.shape[0] == q.shape[0]
+        and k.shape[2] == q.shape[2]
+        and k.shape[3] == q.shape[3]
+        and not (cos.requires_grad or sin.requires_grad)
+    )
 
 
 def apply_rope(q, k, cos, sin, unsqueeze_dim: int = 1, use_triton: bool | None = None):

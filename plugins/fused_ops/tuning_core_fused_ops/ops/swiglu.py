@@ -93,8 +93,7 @@ def swiglu_backward(g: torch.Tensor, a: torch.Tensor, b: torch.Tensor, use_trito
     da, db = torch.empty_like(a), torch.empty_like(b)
     n = a.numel()
     block = _block(n)
-    _swiglu_backward_kernel[(triton.cdiv(n, block),)](g, a, b, da, db, n, BLOCK=block,
-                                                      GELU=activation == "gelu_tanh")
+    _swiglu_backward_kernel[(triton.cdiv(n, block),)](g, a, b, da, db, n, BLOCK=block, GELU=activation == "gelu_tanh")
     return da, db
 
 

@@ -57,8 +57,10 @@ def final_logit_softcap(config, arch) -> float | None:
     value = getattr(config, arch.softcap_attr, None)
     problem = softcap_problem(value)
     if problem:
-        raise ConfigError(f"{arch.softcap_attr}={value!r} in the {arch.model_type} model config: {problem}; the "
-                          "fused loss of --fast_kernels/--fused_linear_loss cannot apply it (use --fast_cross_entropy)")
+        raise ConfigError(
+            f"{arch.softcap_attr}={value!r} in the {arch.model_type} model config: {problem}; the "
+            "fused loss of --fast_kernels/--fused_linear_loss cannot apply it (use --fast_cross_entropy)"
+        )
     return float(value) if value else None
 
 
@@ -94,9 +96,16 @@ def fused_linear_cross_entropy_forward(lm, ctx: PatchContext):
         if targets is None:
             targets = _shifted(labels, ignore_index)
         loss = fused_linear_cross_entropy(
-            hidden.reshape(-1, hidden.shape[-1]), lm_head_weight(lm), targets.reshape(-1).to(hidden.device),
-            ignore_index=ignore_index, divisor=kwargs.get("num_items_in_batch"), logit_scale=logit_scale,
-            chunk_rows=ctx.selection.chunk_rows, use_triton=ctx.use_triton, softcap=softcap)
+            hidden.reshape(-1, hidden.shape[-1]),
+            lm_head_weight(lm),
+            targets.reshape(-1).to(hidden.device),
+            ignore_index=ignore_index,
+            divisor=kwargs.get("num_items_in_batch"),
+            logit_scale=logit_scale,
+            chunk_rows=ctx.selection.chunk_rows,
+            use_triton=ctx.use_triton,
+            softcap=softcap,
+        )
         aux = getattr(out, "aux_loss", None) if router_aux_loss else None
         if aux is not None:
             loss = loss + lm.router_aux_loss_coef * aux.to(loss.device)
@@ -113,8 +122,9 @@ def triton_cross_entropy_loss(lm, ctx: PatchContext):
     if ctx.use_triton is False:
         return None
 
-    def loss_function(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=-100, shift_labels=None,
-                      **kwargs):
+    def loss_function(
+        logits, labels, vocab_size, num_items_in_batch=None, ignore_index=-100, shift_labels=None, **kwargs
+    ):
         if shift_labels is None:
             shift_labels = _shifted(labels, ignore_index)
         flat = logits.reshape(-1, vocab_size)

@@ -9,7 +9,8 @@ process-wide; their originals are kept here.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MARK = "_fused_ops_replacement"
 _FUNCTION_ORIGINALS: dict[tuple[str, str], Any] = {}
@@ -47,8 +48,13 @@ def plain_function(obj) -> Callable:
     if not callable(obj) or not hasattr(type(obj), "kernel_layer_name"):
         return obj
     forward = getattr(type(obj), "forward", None)
-    cells = dict(zip(getattr(getattr(forward, "__code__", None), "co_freevars", ()),
-                     getattr(forward, "__closure__", None) or ()))
+    cells = dict(
+        zip(
+            getattr(getattr(forward, "__code__", None), "co_freevars", ()),
+            getattr(forward, "__closure__", None) or (),
+            strict=False,
+        )
+    )
     inner = cells.get("func")
     return inner.cell_contents if inner is not None and callable(inner.cell_contents) else obj
 

@@ -63,8 +63,10 @@ def frozen_base(base, scaling: float) -> BaseProjection | None:
         # input_grad(dy) when it offers one, else dequantize(dtype), which is [in, out].
         input_grad = getattr(base, "input_grad", None)
         if not callable(input_grad):
+
             def input_grad(dy):
                 return dy @ base.dequantize(dy.dtype).t()
+
         return BaseProjection(base, input_grad, scaling)
     if is_bnb_4bit(base):
         import bitsandbytes.functional as bnbf  # only reached when bitsandbytes built the layer
@@ -142,7 +144,7 @@ class _SharedInputGroup:
 
     def __init__(self, names, layers):
         self.names, self.layers = names, layers
-        self.originals = {n: l.forward for n, l in zip(names, layers)}
+        self.originals = {n: layer.forward for n, layer in zip(names, layers, strict=True)}
         self.pending: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def leader_forward(self):
@@ -150,11 +152,11 @@ class _SharedInputGroup:
 
         def forward(x, *args, **kwargs):
             self.pending.clear()
-            views = None if (args or kwargs) else [lora_view(l) for l in self.layers]
+            views = None if (args or kwargs) else [lora_view(layer) for layer in self.layers]
             if views is None or any(v is None for v in views):
                 return self.originals[leader](x, *args, **kwargs)
             outs = lora_shared_input(x, [(v.base, v.lora_input(x), v.A, v.B) for v in views])
-            self.pending = {n: (x, o) for n, o in zip(self.names[1:], outs[1:])}
+            self.pending = {n: (x, o) for n, o in zip(self.names[1:], outs[1:], strict=False)}
             return outs[0]
 
         return forward

@@ -36,8 +36,15 @@ def experts_forward(experts, use_triton: bool | None):
 
     def forward(hidden_states, top_k_index, top_k_weights):
         # Read the parameters at each call: peft's target_parameters parametrizes them during its forward.
-        return expert_mlp(hidden_states, experts.gate_up_proj, experts.down_proj, top_k_index, top_k_weights,
-                          experts.act_fn, use_triton=use_triton)
+        return expert_mlp(
+            hidden_states,
+            experts.gate_up_proj,
+            experts.down_proj,
+            top_k_index,
+            top_k_weights,
+            experts.act_fn,
+            use_triton=use_triton,
+        )
 
     return forward
 
@@ -62,17 +69,31 @@ def shard_experts(model, group=None, use_triton: bool | None = None) -> int:
             continue
         experts = module.gate_up_proj.shape[0]
         if experts % world:
-            raise ConfigError(f"--fast_moe {world}: the expert-parallel degree must divide the number of experts "
-                              f"({experts})")
+            raise ConfigError(
+                f"--fast_moe {world}: the expert-parallel degree must divide the number of experts ({experts})"
+            )
         local = experts // world
         for name in ("gate_up_proj", "down_proj"):
             full = getattr(module, name)
-            setattr(module, name, torch.nn.Parameter(full.detach()[rank * local:(rank + 1) * local].clone(),
-                                                     requires_grad=full.requires_grad))
+            setattr(
+                module,
+                name,
+                torch.nn.Parameter(
+                    full.detach()[rank * local : (rank + 1) * local].clone(), requires_grad=full.requires_grad
+                ),
+            )
 
         def forward(hidden_states, top_k_index, top_k_weights, module=module):
-            return expert_parallel_mlp(hidden_states, module.gate_up_proj, module.down_proj, top_k_index,
-                                       top_k_weights, module.act_fn, group, use_triton=use_triton)
+            return expert_parallel_mlp(
+                hidden_states,
+                module.gate_up_proj,
+                module.down_proj,
+                top_k_index,
+                top_k_weights,
+                module.act_fn,
+                group,
+                use_triton=use_triton,
+            )
 
         set_forward(module, forward, LABEL + "_expert_parallel")
         done += 1
@@ -89,8 +110,9 @@ def moe_architecture_of(model) -> MoeArchitecture:
 def patch_moe(model, selection: MoeSelection, report: PatchReport | None = None) -> PatchReport:
     arch = moe_architecture_of(model)
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-    check_degree(selection.ep_degree, getattr(base.config, arch.num_experts_key, None), world_size(),
-                 "the model config")
+    check_degree(
+        selection.ep_degree, getattr(base.config, arch.num_experts_key, None), world_size(), "the model config"
+    )
     use_triton, note = resolve_backend(selection.backend)
     report = report or PatchReport(plugin="fused_ops", notes=[note])
     done, skipped = 0, []
@@ -107,8 +129,10 @@ def patch_moe(model, selection: MoeSelection, report: PatchReport | None = None)
         raise ConfigError(f"--fast_moe: no {arch.experts_class} module found in this {arch.model_type} model")
     if done:
         report.replaced[f"{arch.experts_class}.forward -> scatter/gather grouped expert MLP"] = done
-        report.notes.append("fast MoE: routing (top-k, normalisation, aux loss) is the model's own; checkpoints "
-                            "keep transformers' layout")
+        report.notes.append(
+            "fast MoE: routing (top-k, normalisation, aux loss) is the model's own; checkpoints "
+            "keep transformers' layout"
+        )
     for why in sorted(set(skipped)):
         report.notes.append(f"fast MoE: {skipped.count(why)} {arch.experts_class} left as they are ({why})")
     return report

@@ -32,8 +32,12 @@ def rope_function(original, partial: bool = False):
             rot = cos.shape[-1]
             if kernel_takes(q, k, cos, sin, unsqueeze_dim):
                 return rope_triton(q, k, cos, sin)
-            if partial and q.dim() == 4 and rot < q.shape[-1] and \
-                    kernel_takes(q[..., :rot], k[..., :rot], cos, sin, unsqueeze_dim):
+            if (
+                partial
+                and q.dim() == 4
+                and rot < q.shape[-1]
+                and kernel_takes(q[..., :rot], k[..., :rot], cos, sin, unsqueeze_dim)
+            ):
                 q_rot, k_rot = rope_triton(q[..., :rot], k[..., :rot], cos, sin)
                 return torch.cat([q_rot, q[..., rot:]], dim=-1), torch.cat([k_rot, k[..., rot:]], dim=-1)
         return original(q, k, cos, sin, unsqueeze_dim=unsqueeze_dim, **kwargs)

@@ -16,7 +16,11 @@ from tuning_core.errors import ConfigError
 log = logging.getLogger("tuning_core")
 
 # Settings that only one peft_method reads, by the config section that owns them.
-_METHOD_SECTIONS = {"lora": "LoraArguments", "pt": "PromptTuningArguments"}
+_METHOD_SECTIONS = {
+    "LoraArguments": ("lora", "alora"),  # aLoRA is LoRA with an invocation sequence: same settings
+    "LoraOptions": ("lora", "alora"),
+    "PromptTuningArguments": ("pt",),
+}
 
 
 def preflight(config) -> None:
@@ -70,9 +74,10 @@ def check_unused_settings(config) -> None:
         return
     owners = {name: type(section).__name__ for section in config._sections.values() for name in _field_names(section)}
     for name, where in config.given.items():
-        wanted = next((m for m, section in _METHOD_SECTIONS.items() if owners.get(name) == section), None)
-        if wanted is None or wanted == method:
+        methods = _METHOD_SECTIONS.get(owners.get(name, ""), ())
+        if not methods or method in methods:
             continue
+        wanted = methods[0]
         text = f"{where}: '{name}' is a --peft_method {wanted} setting and does nothing with --peft_method {method}"
         if where.startswith("--"):
             raise ConfigError(f"{text}; add --peft_method {wanted} or drop {where}")

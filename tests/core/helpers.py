@@ -3,7 +3,12 @@
 import subprocess
 import sys
 
-from tuning_core.testing.training import TEXT_FIELD_ARGS  # noqa: F401
+# Re-exported under the names the core tests use.
+from tuning_core.testing.training import TEXT_FIELD_ARGS as TEXT_FIELD_ARGS
+from tuning_core.testing.training import logged as losses
+from tuning_core.testing.training import train_argv as train_args
+
+__all__ = ["TEXT_FIELD_ARGS", "cli", "losses", "train_args", "with_steps"]
 
 
 def cli(*args, env=None, timeout=600):

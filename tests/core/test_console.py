@@ -98,19 +98,19 @@ def _flags(help_text: str) -> set[str]:
 
 
 def test_cached_training_specs_equal_the_fresh_ones(tmp_path, monkeypatch):
-    from tuning_core.config import spec_cache, training
+    from tuning_core.config import spec_cache, training_args
 
     monkeypatch.setenv("TUNING_CORE_CACHE", str(tmp_path))
-    fresh = training.training_specs(set())
+    fresh = training_args.training_specs(set())
     files = list((tmp_path / "flags").glob("*.json"))
     assert len(files) == 1
-    cached = training.training_specs(set())
+    cached = training_args.training_specs(set())
     assert [_row(s) for s in cached] == [_row(s) for s in fresh]
-    assert cached[0].owner is training.TrainingArguments  # read back: no transformers class behind it
+    assert cached[0].owner is training_args.TrainingArguments  # read back: no transformers class behind it
     by_name = {s.name: s for s in cached}
     assert by_name["save_strategy"].default == "epoch" and by_name["logging_steps"].default == 1
     files[0].write_text("{not json")  # a damaged cache is rebuilt, not trusted
-    assert [_row(s) for s in training.training_specs(set())] == [_row(s) for s in fresh]
+    assert [_row(s) for s in training_args.training_specs(set())] == [_row(s) for s in fresh]
     assert json.loads(files[0].read_text())[0]["name"] == fresh[0].name
     assert spec_cache.FORMAT >= 1
 

@@ -28,7 +28,7 @@ def test_peft_error_with_an_empty_message_is_a_config_error(monkeypatch):
     def fails(model, config):
         raise ValueError("")
 
-    monkeypatch.setattr(builtin_peft, "lora_config_from", lambda config, model: None)
+    monkeypatch.setattr(builtin_peft, "lora_config_from", lambda config, model, tokenizer=None: None)
     monkeypatch.setattr(peft, "get_peft_model", fails)
     with pytest.raises(ConfigError, match=r"^cannot apply lora: ValueError$"):
         builtin_peft.tuning_core_augment_model(SimpleNamespace(peft_method="lora"), object(), None)

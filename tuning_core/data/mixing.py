@@ -59,7 +59,7 @@ def combine(parts, data_config, pack_length: int | None = None):
     proc = data_config.dataprocessor
     where = data_config.path or "the data"
     trains, evals, weights = [], [], []
-    for d, ds, _stats in parts:
+    for d, ds, _ in parts:
         n = len(ds)
         if d.split is None:
             trains.append((d, ds))

@@ -21,6 +21,16 @@ def _seed_and_one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _restore_modeling_functions():
+    """A RoPE patch replaces a modeling module's function process-wide: put it back after every test, so that
+    a test which patches without unpatching cannot change what the next one runs (or counts)."""
+    yield
+    from tuning_core_fused_ops.patches.install import restore_functions
+
+    restore_functions()
+
+
 @pytest.fixture
 def compiled_launches():
     """For gpu-marked tests: the kernels are compiled (not interpreted); yields a Counter of Triton launches

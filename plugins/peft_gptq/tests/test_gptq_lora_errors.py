@@ -15,7 +15,7 @@ def test_empty_peft_error_names_the_flag(monkeypatch):
         raise ValueError("")
 
     monkeypatch.setattr(lora, "prepare_for_kbit_training", lambda model, checkpointing: None)
-    monkeypatch.setattr(lora, "lora_config", lambda config, model, gptq: None)
+    monkeypatch.setattr(lora, "lora_config", lambda config, model, gptq, tokenizer=None: None)
     monkeypatch.setattr(peft, "get_peft_model", fails)
     config = SimpleNamespace(training_args=SimpleNamespace(gradient_checkpointing=False))
     with pytest.raises(ConfigError, match=r"^cannot apply LoRA with --auto_gptq: ValueError$"):

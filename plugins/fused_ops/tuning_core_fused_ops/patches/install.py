@@ -80,8 +80,14 @@ def unpatch(model) -> int:
         if replacement_label(module.__dict__.get("_loss_function")):
             del module.__dict__["_loss_function"]
             removed += 1
+    return removed + restore_functions()
+
+
+def restore_functions() -> int:
+    """Put back every modeling-module function a patch replaced (they are process-wide); returns the count."""
+    restored = 0
     for (module_name, name), original in list(_FUNCTION_ORIGINALS.items()):
         setattr(importlib.import_module(module_name), name, original)
         del _FUNCTION_ORIGINALS[(module_name, name)]
-        removed += 1
-    return removed
+        restored += 1
+    return restored

@@ -174,7 +174,7 @@ CASES = {
             ],
             None,
         ),
-        "outside the tokenizer's vocabulary",
+        "outside the vocabulary",
     ),
 }
 

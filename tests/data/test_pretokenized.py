@@ -64,3 +64,24 @@ def test_templates_with_pretokenized_data_conflict(tmp_path, bpe_tok, flags, mes
     with pytest.raises(ConfigError, match=message) as e:
         run(tmp_path, [{"input_ids": [1, 2]}], bpe_tok, **flags)
     assert e.value.exit_code == 2
+
+
+def test_ids_are_checked_against_the_model_vocabulary_when_it_is_larger(tmp_path, bpe_tok):
+    """A model may embed more rows than its tokenizer has tokens (padded vocabularies); those ids are valid."""
+    import dataclasses
+    import json
+    from types import SimpleNamespace
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"vocab_size": len(bpe_tok) + 100}))
+    path = write_jsonl(tmp_path / "tok.jsonl", [{"input_ids": [1, len(bpe_tok) + 99]}])
+    settings = dataclasses.asdict(config(training_data_path=str(path)))
+    out = prepare_datasets(SimpleNamespace(**settings, model_name_or_path=str(model_dir)), bpe_tok)
+    assert out.train[0]["input_ids"] == [1, len(bpe_tok) + 99]
+    with pytest.raises(ConfigError, match=rf"holds {len(bpe_tok) + 99}, outside the vocabulary"):
+        prepare_datasets(config(training_data_path=str(path)), bpe_tok)  # no model: the tokenizer bounds ids
+    path = write_jsonl(tmp_path / "tok2.jsonl", [{"input_ids": [1, len(bpe_tok) + 100]}])
+    settings = dataclasses.asdict(config(training_data_path=str(path)))
+    with pytest.raises(ConfigError, match=rf"expected ids from 0 to {len(bpe_tok) + 99}"):
+        prepare_datasets(SimpleNamespace(**settings, model_name_or_path=str(model_dir)), bpe_tok)

@@ -28,6 +28,9 @@ class Settings:
     instruction_template: str | None = None
     dataset_conversation_field: str | None = None
     packing: bool = False
+    # The model's embedding rows, when its config.json says: pretokenized ids may use rows past the tokenizer
+    # (padded vocabularies, data tokenized elsewhere), up to this.
+    model_vocab_size: int | None = None
 
     @property
     def conversation_field(self) -> str:
@@ -263,6 +266,5 @@ def _check_in_vocab(where: str, field: str, ids: list[int], vocab_size: int) -> 
         extra = " or -100 (not trained)" if field == "labels" else ""
         # ConfigError (exit 2): the data was tokenized for another tokenizer than --model_name_or_path's.
         raise ConfigError(
-            f"{where}: '{field}' holds {bad}, outside the tokenizer's vocabulary; expected ids from 0 "
-            f"to {vocab_size - 1}{extra}"
+            f"{where}: '{field}' holds {bad}, outside the vocabulary; expected ids from 0 to {vocab_size - 1}{extra}"
         )

@@ -49,7 +49,18 @@ def settings_from_config(config) -> Settings:
         instruction_template=unescape(get("instruction_template")),
         dataset_conversation_field=get("dataset_conversation_field"),
         packing=bool(get("packing", False)),
+        model_vocab_size=_model_vocab_size(get("model_name_or_path")),
     )
+
+
+def _model_vocab_size(model_path) -> int | None:
+    """vocab_size from the model's config.json (or its text_config), without loading the model."""
+    try:
+        data = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (TypeError, OSError, ValueError):
+        return None
+    size = data.get("vocab_size") or (data.get("text_config") or {}).get("vocab_size")
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def data_config_for(config, handlers: dict | None = None) -> DataConfig:
@@ -175,7 +186,8 @@ def process_dataset(
     elif used:
         fmt = used[-1] if getattr(records, "trusted_tokens", False) else "pretokenized"
     stats["format"] = fmt
-    ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length, len(tokenizer))
+    vocab = max(len(tokenizer), settings.model_vocab_size or 0)
+    ids, labels, truncated = formats.pretokenized(records, settings.max_seq_length, vocab)
     notes = context.notes
     stats.update(
         num_truncated=truncated + notes.get("num_truncated", 0),

@@ -23,46 +23,30 @@ def _train(
     from transformers import set_seed
 
     from tuning_core.pipeline import run_training
+    from tuning_core.testing.training import train_argv
 
     set_seed(0)  # the LoRA weights are drawn before the Trainer applies --seed: seed them alike in both runs
 
-    result = run_training(
-        [
-            "--model_name_or_path",
-            str(model_dir),
-            "--training_data_path",
-            str(data),
-            "--output_dir",
-            str(out_dir),
-            "--response_template",
-            "\n### Label:",
-            "--dataset_text_field",
-            "output",
-            "--peft_method",
-            "lora",
-            "--r",
-            "4",
-            "--lora_alpha",
-            "16",
-            "--lora_dropout",
-            "0",
-            "--target_modules",
-            *targets,
-            "--per_device_train_batch_size",
-            "2",
-            "--max_steps",
-            "3",
-            "--logging_steps",
-            "1",
-            "--learning_rate",
-            "1e-2",
-            "--save_strategy",
-            "no",
-            "--seed",
-            "0",
-            *extra,
-        ]
+    argv = train_argv(
+        model_dir,
+        data,
+        out_dir,
+        "--peft_method",
+        "lora",
+        "--r",
+        "4",
+        "--lora_alpha",
+        "16",
+        "--lora_dropout",
+        "0",
+        "--target_modules",
+        *targets,
+        *extra,
+        steps=3,
+        batch=2,
+        lr="1e-2",
     )
+    result = run_training(argv)
     losses = [e["loss"] for e in result.trainer.state.log_history if "loss" in e]
     return result, losses
 

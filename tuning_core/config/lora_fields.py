@@ -17,7 +17,6 @@ import dataclasses
 import enum
 import functools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning_core.errors import ConfigError
+from tuning_core.user_cache import cache_root, write_text_atomic
 
 OWNED_BY_LORA_ARGUMENTS = frozenset({"r", "lora_alpha", "lora_dropout", "target_modules", "bias"})
 TABLE_FORMAT = 1
@@ -61,8 +61,7 @@ def peft_version() -> str | None:
 
 def cache_dir() -> Path:
     """Next to the data cache: $TUNING_CORE_CACHE or ~/.cache/tuning_core."""
-    root = os.environ.get("TUNING_CORE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tuning_core")
-    return Path(root) / "fields"
+    return cache_root() / "fields"
 
 
 def describe(cls: Any = None) -> list[dict[str, Any]]:
@@ -152,13 +151,7 @@ def field_table() -> list[dict[str, Any]]:
         except (OSError, ValueError, AttributeError):
             pass
     rows = describe() if "peft" in sys.modules else _describe_in_subprocess()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"format": TABLE_FORMAT, "peft": version, "fields": rows}), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs the rebuild next time
+    write_text_atomic(path, json.dumps({"format": TABLE_FORMAT, "peft": version, "fields": rows}))
     return rows
 
 

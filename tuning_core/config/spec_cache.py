@@ -8,8 +8,6 @@ transformers, so it is built once per version and read back from a small JSON fi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import MISSING
 from importlib import metadata
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning_core.config.fields import FieldSpec
+from tuning_core.user_cache import cache_root, write_text_atomic
 
 FORMAT = 1  # bump when FieldSpec's stored form changes
 _SCALARS = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
@@ -24,8 +23,7 @@ _MISSING = "__missing__"
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TUNING_CORE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tuning_core")
-    return Path(root) / "flags"
+    return cache_root() / "flags"
 
 
 def cached_specs(name: str, distribution: str, owner: type, build: Callable[[], list[FieldSpec]]) -> list[FieldSpec]:
@@ -48,7 +46,7 @@ def cached_specs(name: str, distribution: str, owner: type, build: Callable[[], 
         text = json.dumps([_to_row(s) for s in specs])
     except TypeError:  # a default JSON cannot hold would come back wrong: no cache, same flags
         return specs
-    _write_atomic(path, text)
+    write_text_atomic(path, text)
     return specs
 
 
@@ -82,15 +80,3 @@ def _from_row(row: dict[str, Any], owner: type) -> FieldSpec:
         const=row["const"],
         aliases=tuple(row["aliases"]),
     )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Best effort: a read-only home just means no cache."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        pass

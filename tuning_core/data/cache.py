@@ -18,14 +18,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tuning_core import user_cache
+
 PROCESSING_VERSION = 2
 DEFAULT_MAX_GB = 5.0
 STALE_TMP_SECONDS = 3600  # a store in progress in another process is younger than this
 
 
 def cache_root() -> Path:
-    root = os.environ.get("TUNING_CORE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tuning_core")
-    return Path(root) / "data"
+    return user_cache.cache_root() / "data"
 
 
 def tokenizer_fingerprint(tokenizer, backend) -> str:
